@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place that turns measurements into findings.
+
+Every judging module returns ``checks`` (a list of findings of one shape) and ``status`` (the worst
+of them); reports, alerts and history read only that shape.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ThresholdError
+
+OK = 'ok'
+WARNING = 'warning'
+CRITICAL = 'critical'
+UNKNOWN = 'unknown'
+
+# Worst last. "unknown" (we could not measure) ranks above "ok" but below a real warning.
+STATUS_ORDER = (OK, UNKNOWN, WARNING, CRITICAL)
+
+ABOVE = 'above'  # a larger value is worse (latency, usage)
+BELOW = 'below'  # a smaller value is worse (cache hit ratio, days left)
+
+
+def worst_status(checks_or_statuses):
+    """Return the worst status of a list of findings (dicts) or status strings; ``ok`` when empty."""
+    worst = OK
+    for item in checks_or_statuses:
+        status = item['status'] if isinstance(item, dict) else item
+        if STATUS_ORDER.index(status) > STATUS_ORDER.index(worst):
+            worst = status
+    return worst
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def validate_thresholds(name, warning, critical, direction=ABOVE):
+    """Reject thresholds that are not numbers or that contradict each other.
+
+    With ``direction=above`` the warning threshold must not be larger than the critical one; with
+    ``direction=below`` it must not be smaller. Either may be ``None`` (that level is disabled).
+    """
+    if direction not in (ABOVE, BELOW):
+        raise ThresholdError('%s: direction must be "above" or "below", got %r' % (name, direction))
+    for level, value in (('warning', warning), ('critical', critical)):
+        if value is not None and not _is_number(value):
+            raise ThresholdError('%s: %s threshold must be a number, got %r' % (name, level, value))
+    if warning is None or critical is None:
+        return
+    if direction == ABOVE and warning > critical:
+        raise ThresholdError(
+            '%s: warning threshold %s is above the critical threshold %s (a larger value is worse here,'
+            ' so warning must be <= critical)' % (name, warning, critical))
+    if direction == BELOW and warning < critical:
+        raise ThresholdError(
+            '%s: warning threshold %s is below the critical threshold %s (a smaller value is worse here,'
+            ' so warning must be >= critical)' % (name, warning, critical))
+
+
+def status_for(value, warning=None, critical=None, direction=ABOVE):
+    """Status of ``value`` against the thresholds; a threshold is crossed when passed strictly."""
+    if value is None:
+        return UNKNOWN
+    if direction == ABOVE:
+        def crossed(threshold):
+            return threshold is not None and value > threshold
+    else:
+        def crossed(threshold):
+            return threshold is not None and value < threshold
+    if crossed(critical):
+        return CRITICAL
+    if crossed(warning):
+        return WARNING
+    return OK
+
+
+def finding(name, status, message, value=None, unit=None, warning=None, critical=None, obj=None, **extra):
+    """Build one finding in the collection's ``checks`` shape."""
+    if status not in STATUS_ORDER:
+        raise ValueError('unknown status %r' % status)
+    result = {
+        'name': name,
+        'status': status,
+        'value': value,
+        'unit': unit,
+        'warning': warning,
+        'critical': critical,
+        'object': obj,
+        'message': message,
+    }
+    result.update(extra)
+    return result
+
+
+def evaluate(name, value, warning=None, critical=None, direction=ABOVE, unit=None, obj=None, message=None,
+             **extra):
+    """Judge a measured value against thresholds and return the finding.
+
+    ``message`` may hold ``{value}``, ``{unit}``, ``{status}``, ``{warning}`` and ``{critical}``
+    placeholders; the threshold that was crossed is appended, so the reader sees why it fired.
+    """
+    validate_thresholds(name, warning, critical, direction)
+    status = status_for(value, warning, critical, direction)
+    text = message or '{value} {unit}'
+    # Plain replacement, not str.format(): messages carry query texts and names that may hold braces.
+    for key, sub in (('value', _fmt(value)), ('unit', unit or ''), ('status', status), ('warning', warning),
+                     ('critical', critical)):
+        text = text.replace('{%s}' % key, str(sub))
+    text = text.strip()
+    if status in (WARNING, CRITICAL):
+        limit = critical if status == CRITICAL else warning
+        text += ' (%s threshold: %s %s)' % (status, 'above' if direction == ABOVE else 'below', _fmt(limit))
+    return finding(name, status, text, value=value, unit=unit, warning=warning, critical=critical, obj=obj,
+                   **extra)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return ('%.2f' % value).rstrip('0').rstrip('.')
+    return value
+
+
+def merge_thresholds(defaults, overrides):
+    """Merge user ``thresholds`` into the defaults and validate the result.
+
+    ``defaults`` maps check name to ``{'warning': .., 'critical': .., 'direction': ..}``; ``overrides``
+    maps check name to a dict with ``warning`` and/or ``critical``. Unknown check names and unknown keys
+    are rejected, so a typo cannot silently disable an alert.
+    """
+    merged = dict((name, dict(spec)) for name, spec in defaults.items())
+    for name, override in (overrides or {}).items():
+        if name not in merged:
+            raise ThresholdError('thresholds: %r is not a check with thresholds; valid: %s'
+                                 % (name, ', '.join(sorted(merged))))
+        if not isinstance(override, dict):
+            raise ThresholdError('thresholds.%s must be a dict with warning and/or critical, got %r'
+                                 % (name, override))
+        unknown = set(override) - {'warning', 'critical'}
+        if unknown:
+            raise ThresholdError('thresholds.%s: unknown key(s) %s; use warning and critical'
+                                 % (name, ', '.join(sorted(unknown))))
+        for level in ('warning', 'critical'):
+            if level in override:
+                merged[name][level] = _coerce_number(name, level, override[level])
+    for name, spec in merged.items():
+        validate_thresholds(name, spec.get('warning'), spec.get('critical'), spec.get('direction', ABOVE))
+    return merged
+
+
+def _coerce_number(name, level, value):
+    # Values from YAML / Jinja may arrive as strings ("80"); accept those, refuse anything else.
+    if value is None or _is_number(value):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            return int(number) if number.is_integer() and '.' not in value else number
+    raise ThresholdError('%s: %s threshold must be a number, got %r' % (name, level, value))

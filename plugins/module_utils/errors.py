@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Exceptions raised by the collection's shared code.
+
+Helpers raise these; only a module's main() turns them into fail_json().
+"""
+
+from __future__ import annotations
+
+
+class AppcareError(Exception):
+    """Base class of every error the collection raises on purpose."""
+
+
+class ConfigurationError(AppcareError):
+    """An option or combination of options is invalid (detected before any work starts)."""
+
+
+class ThresholdError(ConfigurationError):
+    """A threshold is malformed or contradictory (warning beyond critical)."""
+
+
+class DependencyError(AppcareError):
+    """A Python library or binary the module needs is missing."""
+
+
+class ConnectionFailure(AppcareError):
+    """The database could not be reached or refused the login."""
+
+
+class QueryError(AppcareError):
+    """A query the module cannot do without failed (as opposed to one check that becomes unknown)."""

@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The database connection, written once for every module of the collection.
+
+``connection_argument_spec()`` is documented by the ``appcare.maintenance.connection`` doc fragment;
+``connect()`` opens the module's single session with ``application_name``, ``statement_timeout`` and
+(optionally) ``lock_timeout`` set for that session only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
+    ConnectionFailure,
+    DependencyError,
+)
+
+try:
+    import psycopg2
+    import psycopg2.extras
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the managed host
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full']
+
+
+def connection_argument_spec():
+    """Options shared by every database module (documented in doc_fragments/connection.py)."""
+    return dict(
+        login_host=dict(type='str', fallback=(env_fallback, ['PGHOST'])),
+        login_port=dict(type='int', default=5432, fallback=(env_fallback, ['PGPORT'])),
+        login_user=dict(type='str', default='postgres', fallback=(env_fallback, ['PGUSER'])),
+        login_password=dict(type='str', no_log=True, fallback=(env_fallback, ['PGPASSWORD'])),
+        login_db=dict(type='str', default='postgres', fallback=(env_fallback, ['PGDATABASE'])),
+        login_unix_socket=dict(type='path'),
+        ssl_mode=dict(type='str', default='prefer', choices=SSL_MODES, fallback=(env_fallback, ['PGSSLMODE'])),
+        ca_cert=dict(type='path', aliases=['ssl_rootcert'], fallback=(env_fallback, ['PGSSLROOTCERT'])),
+        connect_timeout=dict(type='int', default=10, fallback=(env_fallback, ['PGCONNECT_TIMEOUT'])),
+        statement_timeout=dict(type='int', default=60),
+    )
+
+
+def require_psycopg2():
+    if not HAS_PSYCOPG2:
+        raise DependencyError('%s: %s' % (missing_required_lib('psycopg2 (or psycopg2-binary)'),
+                                          PSYCOPG2_IMPORT_ERROR))
+
+
+def target_label(params):
+    """``host:port`` (or the socket directory) of the target, for messages. Never holds secrets."""
+    host = params.get('login_unix_socket') or params.get('login_host') or 'local socket'
+    return '%s:%s' % (host, params.get('login_port'))
+
+
+def connect_kwargs(params, application_name, lock_timeout=None, read_only=False):
+    """psycopg2.connect() keyword arguments for the module parameters."""
+    if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
+        raise ConnectionFailure('connect_timeout must be at least 1 second, got %s' % params['connect_timeout'])
+    if params.get('statement_timeout') is not None and params['statement_timeout'] < 0:
+        raise ConnectionFailure('statement_timeout must be 0 (no limit) or more seconds, got %s'
+                                % params['statement_timeout'])
+    kwargs = dict(
+        port=params['login_port'],
+        user=params['login_user'],
+        dbname=params['login_db'],
+        sslmode=params['ssl_mode'],
+        connect_timeout=params['connect_timeout'],
+        application_name=application_name,
+    )
+    host = params.get('login_unix_socket') or params.get('login_host')
+    if host:
+        kwargs['host'] = host
+    if params.get('login_password'):
+        kwargs['password'] = params['login_password']
+    if params.get('ca_cert'):
+        kwargs['sslrootcert'] = params['ca_cert']
+    # Session settings travel in the startup packet: no extra round trip, and never server-wide.
+    options = ['-c statement_timeout=%d' % (int(params.get('statement_timeout') or 0) * 1000)]
+    if read_only:
+        options.append('-c default_transaction_read_only=on')
+    if lock_timeout is not None:
+        options.append('-c lock_timeout=%d' % int(lock_timeout * 1000))
+    kwargs['options'] = ' '.join(options)
+    return kwargs
+
+
+def describe_connect_error(params, exc):
+    """A one-line reason for a failed connection: what failed, where, as whom, and why."""
+    cause = ' '.join(str(exc).split())
+    # libpq prefixes its messages with the address it tried; keep only the cause after the last ':'
+    # of that prefix so the message does not repeat host and port twice.
+    marker = 'failed: '
+    if marker in cause:
+        cause = cause.split(marker)[-1]
+    return 'cannot connect to %s as %s (database %s): %s' % (
+        target_label(params), params.get('login_user'), params.get('login_db'), cause)
+
+
+class Session(object):
+    """One database session of a module call.
+
+    ``connect_seconds`` holds how long the connection took. Queries run in autocommit mode so one
+    failing query (for example, a missing privilege) does not abort the others.
+    """
+
+    def __init__(self, params, application_name, read_only=True, lock_timeout=None):
+        require_psycopg2()
+        self.params = params
+        kwargs = connect_kwargs(params, application_name, lock_timeout, read_only)
+        started = time.monotonic()
+        try:
+            self.conn = psycopg2.connect(**kwargs)
+        except psycopg2.Error as exc:
+            raise ConnectionFailure(describe_connect_error(params, exc))
+        self.connect_seconds = time.monotonic() - started
+        self.conn.autocommit = True
+
+    def query(self, sql, args=None):
+        """Rows as dicts."""
+        with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, args)
+            return [dict(row) for row in cur.fetchall()] if cur.description else []
+
+    def one(self, sql, args=None):
+        rows = self.query(sql, args)
+        return rows[0] if rows else None
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+        return False
+
+
+def db_error_text(exc):
+    """PostgreSQL's own message of a psycopg2 error, on one line."""
+    text = getattr(exc, 'pgerror', None) or str(exc)
+    return ' '.join(text.split())
