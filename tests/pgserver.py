@@ -76,7 +76,7 @@ def _run_as_account():
 class PgServer(object):
     """A running throwaway server. ``dsn()`` gives psycopg2 keyword arguments for its superuser."""
 
-    def __init__(self, bindir, base_dir=None, settings=None, port=None, keep_dir=False):
+    def __init__(self, bindir, base_dir=None, settings=None, port=None, keep_dir=False, checksums=True):
         self.bindir = bindir
         self.keep_dir = keep_dir
         self.base_dir = base_dir or tempfile.mkdtemp(prefix='appcare-pg-')
@@ -86,14 +86,15 @@ class PgServer(object):
         self.settings = dict(settings or {})
         self.account = _run_as_account()
         self.version = None
+        self.checksums = checksums
 
     # -- running commands as the server's account --------------------------------------------------
-    def _cmd(self, args, check=True):
+    def _cmd(self, args, check=True, env=None):
         argv = list(args)
         if self.account is not None:
             argv = ['runuser', '-u', self.account.pw_name, '--'] + argv
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              cwd=self.base_dir, check=False)
+                              cwd=self.base_dir, check=False, env=dict(os.environ, **(env or {})))
         if check and proc.returncode != 0:
             raise RuntimeError('%s failed (%d): %s' % (' '.join(args), proc.returncode, proc.stdout))
         return proc
@@ -110,9 +111,14 @@ class PgServer(object):
             os.chmod(self.base_dir, 0o700)
             os.chown(self.base_dir, self.account.pw_uid, self.account.pw_gid)
             os.chown(pwfile, self.account.pw_uid, self.account.pw_gid)
+        major = int(self._cmd([self.bin('postgres'), '--version']).stdout.split()[2].split('.')[0])
+        if self.checksums:
+            checksum_flag = ['--data-checksums']
+        else:
+            checksum_flag = ['--no-data-checksums'] if major >= 18 else []
         self._cmd([self.bin('initdb'), '-D', self.datadir, '-U', SUPERUSER, '--pwfile', pwfile,
-                   '--auth-local=trust', '--auth-host=scram-sha-256', '--data-checksums', '-E', 'UTF8',
-                   '--locale=C', '--no-sync'])
+                   '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C',
+                   '--no-sync'] + checksum_flag)
         os.unlink(pwfile)
         conf = {
             'listen_addresses': "'127.0.0.1'",
@@ -139,6 +145,20 @@ class PgServer(object):
         self._cmd([self.bin('pg_ctl'), '-D', self.datadir, '-l', self.logfile, '-w', '-t', '60', 'start'])
         self.version = self._cmd([self.bin('postgres'), '--version']).stdout.split()[2]
         return self
+
+    def make_standby(self, base_dir=None):
+        """A streaming standby of this server (pg_basebackup -R), not yet started."""
+        standby = PgServer(self.bindir, base_dir=base_dir)
+        os.makedirs(standby.base_dir, exist_ok=True)
+        if standby.account is not None:
+            os.chmod(standby.base_dir, 0o700)
+            os.chown(standby.base_dir, standby.account.pw_uid, standby.account.pw_gid)
+        standby._cmd([self.bin('pg_basebackup'), '-h', '127.0.0.1', '-p', str(self.port), '-U', SUPERUSER,
+                      '-D', standby.datadir, '-R', '-X', 'stream', '--no-sync', '--checkpoint=fast'],
+                     env={'PGPASSWORD': SUPERUSER_PASSWORD})
+        with open(os.path.join(standby.datadir, 'postgresql.conf'), 'a') as handle:
+            handle.write("\nport = %d\nunix_socket_directories = '%s'\n" % (standby.port, standby.base_dir))
+        return standby
 
     def stop(self, mode='fast'):
         if os.path.isfile(os.path.join(self.datadir, 'postmaster.pid')):

@@ -121,7 +121,11 @@ def evaluate(name, value, warning=None, critical=None, direction=ABOVE, unit=Non
 
 def _fmt(value):
     if isinstance(value, float):
-        return ('%.2f' % value).rstrip('0').rstrip('.')
+        if value.is_integer():
+            return str(int(value))
+        if abs(value) >= 1:
+            return ('%.2f' % value).rstrip('0').rstrip('.')
+        return '%.6g' % value
     return value
 
 

