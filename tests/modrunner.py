@@ -52,7 +52,7 @@ def run_module(name, args, check_mode=False, env=None):
         result = ModuleResult(json.loads(proc.stdout))
     except ValueError:
         raise AssertionError('module %s printed no JSON (rc %d):\n%s\n%s' % (name, proc.returncode, proc.stdout,
-                                                                             proc.stderr))
+                                                                             proc.stderr)) from None
     result.rc = proc.returncode
     result.raw = proc.stdout + proc.stderr
     return result

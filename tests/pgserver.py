@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -73,18 +74,40 @@ def _run_as_account():
     raise RuntimeError('running as root and neither a "postgres" nor a "nobody" account exists to run PostgreSQL')
 
 
+def _usable_bindir(bindir, account):
+    """``bindir``, or a copy of its installation that ``account`` can execute.
+
+    A checkout under a private home directory (/root is mode 700) holds binaries the unprivileged
+    account cannot reach; a copy of the installation (about 40 MB) under the temporary directory can.
+    """
+    if account is None:
+        return bindir
+    probe = subprocess.run(['runuser', '-u', account.pw_name, '--', 'test', '-x', os.path.join(bindir, 'postgres')],
+                           check=False)
+    if probe.returncode == 0:
+        return bindir
+    install = os.path.dirname(bindir.rstrip('/'))
+    copy = os.path.join(tempfile.gettempdir(), 'appcare-pginstall-%s' % hashlib.sha1(install.encode()).hexdigest()[:12])
+    if not os.path.isdir(copy):
+        staging = copy + '.partial-%d' % os.getpid()
+        shutil.copytree(install, staging, symlinks=True)
+        os.chmod(staging, 0o755)
+        os.rename(staging, copy)
+    return os.path.join(copy, os.path.basename(bindir.rstrip('/')))
+
+
 class PgServer(object):
     """A running throwaway server. ``dsn()`` gives psycopg2 keyword arguments for its superuser."""
 
     def __init__(self, bindir, base_dir=None, settings=None, port=None, keep_dir=False, checksums=True):
-        self.bindir = bindir
+        self.account = _run_as_account()
+        self.bindir = _usable_bindir(bindir, self.account)
         self.keep_dir = keep_dir
         self.base_dir = base_dir or tempfile.mkdtemp(prefix='appcare-pg-')
         self.datadir = os.path.join(self.base_dir, 'data')
         self.logfile = os.path.join(self.base_dir, 'server.log')
         self.port = port or free_port()
         self.settings = dict(settings or {})
-        self.account = _run_as_account()
         self.version = None
         self.checksums = checksums
 

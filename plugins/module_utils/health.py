@@ -196,6 +196,10 @@ def human_bytes(value):
         value = value / 1024.0
 
 
+def _one_line(text):
+    return ' '.join((text or '').split())
+
+
 def _seconds(value):
     return round(value, 1) if value is not None else None
 
@@ -239,7 +243,7 @@ class HealthCheck(object):
             latency_ms = (time.monotonic() - started) * 1000.0
             self.server = self.session.one(SERVER_SQL)
         except psycopg2.Error as exc:
-            raise QueryError('cannot read the server state: %s' % db_error_text(exc))
+            raise QueryError('cannot read the server state: %s' % db_error_text(exc)) from exc
         results = []
         for name in ALL_CHECKS:
             if name not in selected:
@@ -252,7 +256,7 @@ class HealthCheck(object):
             except psycopg2.Error as exc:
                 if self.session.conn.closed:
                     # The server went away mid-run: the remaining findings would all be noise.
-                    raise ConnectionFailure('connection lost during the %s check: %s' % (name, db_error_text(exc)))
+                    raise ConnectionFailure('connection lost during the %s check: %s' % (name, db_error_text(exc))) from exc
                 results.append(self._unknown(name, 'could not check %s as role %s: %s'
                                              % (name, self.server['role'], db_error_text(exc)), self._obj()))
         return results
@@ -316,7 +320,7 @@ class HealthCheck(object):
         limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
         over = [r for r in rows if limit is not None and (r[seconds_key] or 0) > limit]
         sessions = [{'pid': r['pid'], 'user': r['usename'], 'database': r['datname'],
-                     'seconds': _seconds(r[seconds_key]), 'query': r['query']} for r in rows[:10]]
+                     'seconds': _seconds(r[seconds_key]), 'query': _one_line(r['query'])} for r in rows[:10]]
         return self._judge(
             name, _seconds(top[seconds_key]),
             'longest %s session: pid %s (user %s, db %s) for {value} s; %d session(s) over the warning threshold'
@@ -339,7 +343,7 @@ class HealthCheck(object):
         blocked.sort(key=lambda r: r['query_seconds'] or 0, reverse=True)
         top = blocked[0]
         sessions = [{'pid': r['pid'], 'blocked_by': list(r['blocking_pids']), 'user': r['usename'],
-                     'database': r['datname'], 'seconds': _seconds(r['query_seconds']), 'query': r['query']}
+                     'database': r['datname'], 'seconds': _seconds(r['query_seconds']), 'query': _one_line(r['query'])}
                     for r in blocked[:10]]
         return self._judge(
             'blocked_sessions', _seconds(top['query_seconds']),
@@ -504,6 +508,7 @@ class HealthCheck(object):
         slow = [r for r in rows if limit is not None and r['mean_ms'] > limit]
         top = rows[0]
         for r in rows:
+            r['query'] = _one_line(r['query'])
             r['mean_ms'] = round(r['mean_ms'], 2)
             r['total_ms'] = round(r['total_ms'], 2)
         return self._judge('slow_queries', top['mean_ms'],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
-
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
     ConnectionFailure,
     DependencyError,
@@ -98,7 +97,7 @@ def describe_connect_error(params, exc):
     # of that prefix so the message does not repeat host and port twice.
     marker = 'failed: '
     if marker in cause:
-        cause = cause.split(marker)[-1]
+        cause = cause.rsplit(marker, maxsplit=1)[-1]
     return 'cannot connect to %s as %s (database %s): %s' % (
         target_label(params), params.get('login_user'), params.get('login_db'), cause)
 
@@ -118,7 +117,7 @@ class Session(object):
         try:
             self.conn = psycopg2.connect(**kwargs)
         except psycopg2.Error as exc:
-            raise ConnectionFailure(describe_connect_error(params, exc))
+            raise ConnectionFailure(describe_connect_error(params, exc)) from exc
         self.connect_seconds = time.monotonic() - started
         self.conn.autocommit = True
 

@@ -38,7 +38,7 @@ description:
   - An unreachable server or a failed login fails the task with the host, port, user and cause,
     unless O(fail_on_unreachable=false).
 author:
-  - appcare maintainers
+  - appcare maintainers (@appcare)
 extends_documentation_fragment:
   - appcare.maintenance.connection
 attributes:
@@ -59,7 +59,7 @@ options:
               replication_slots, archiver, invalid_indexes, checksum_failures, slow_queries]
   thresholds:
     description:
-      - Overrides of the default thresholds, as C({check_name: {warning: N, critical: N}}).
+      - "Overrides of the default thresholds, as C({check_name: {warning: N, critical: N}})."
       - Either level may be left out (the default stays) or set to V(null) (that level never fires).
       - Unknown check names and a warning threshold beyond the critical one are rejected before connecting.
     type: dict
@@ -234,7 +234,6 @@ databases:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.formatters import human_to_bytes
-
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
     AppcareError,
@@ -260,7 +259,7 @@ def parse_size(value):
         size = human_to_bytes(str(value).replace(' ', ''))
     except ValueError as exc:
         raise ConfigurationError('size_quota %r is not a size such as 8GB, 500MB or a number of bytes: %s'
-                                 % (value, exc))
+                                 % (value, exc)) from exc
     if size <= 0:
         raise ConfigurationError('size_quota must be larger than 0, got %r' % value)
     return size

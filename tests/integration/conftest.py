@@ -15,7 +15,6 @@ import uuid
 import psycopg2
 import psycopg2.extras
 import pytest
-
 from modrunner import run_module
 from pgserver import PgServer, available_versions
 

@@ -12,7 +12,6 @@ import time
 
 import psycopg2
 import pytest
-
 from conftest import wait_for
 from modrunner import run_module
 from pgserver import SUPERUSER_PASSWORD, free_port
@@ -145,7 +144,7 @@ def test_connections_used_fires_when_connections_fill_up(target):
     usable = quiet.check('connections_used')['usable']
     in_use = quiet.check('connections_used')['in_use']
     needed = int(usable * 0.80) + 1 - in_use + 1  # strictly above 80 %, below 95 %
-    for _ in range(needed):
+    for _attempt in range(needed):
         target.conn()
     fired = target.run(checks=['connections_used'])
     finding = fired.check('connections_used')
@@ -210,7 +209,7 @@ def test_cache_hit_ratio_fires_on_reads_from_disk(target):
     # so repeated scans keep reading from outside shared buffers.
     target.sql("CREATE TABLE documents AS SELECT g AS id, repeat('x', 400) AS body FROM generate_series(1, 120000) g")
     target.sql('SELECT pg_stat_reset()')
-    for _ in range(3):
+    for _attempt in range(3):
         target.sql('SELECT count(*) FROM documents')
     time.sleep(0.6)  # statistics are flushed to shared memory at most once a second per backend
     hit, read = target.sql('SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()')[0]
@@ -227,7 +226,7 @@ def test_cache_hit_ratio_quiet_when_served_from_memory(target):
     target.sql('SELECT pg_stat_reset()')
     conn = target.conn()
     with conn.cursor() as cur:
-        for _ in range(300):
+        for _attempt in range(300):
             cur.execute('SELECT count(*) FROM states')
     conn.close()
     time.sleep(0.6)
@@ -251,7 +250,7 @@ def test_database_size_against_quota(target):
 def test_xid_wraparound_measures_transaction_age(target):
     conn = target.conn()
     with conn.cursor() as cur:
-        for _ in range(300):
+        for _attempt in range(300):
             cur.execute('SELECT txid_current()')
     age = max(row[0] for row in target.sql('SELECT age(datfrozenxid) FROM pg_database WHERE datallowconn'))
     finding = target.run(checks=['xid_wraparound']).check('xid_wraparound')

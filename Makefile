@@ -1,0 +1,79 @@
+# appcare.maintenance — the two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+COLLECTION_LINK := collections/ansible_collections/appcare/maintenance
+DEMO_DIR ?= $(if $(TMPDIR),$(TMPDIR),/tmp)/appcare-demo-$(shell id -u)
+APPCARE_DEMO_PORT ?= 55432
+export APPCARE_DEMO_PORT
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
+export ANSIBLE_LOCALHOST_WARNING := false
+
+.PHONY: all setup system-deps test unit integration lint sanity demo demo-stop build bench clean
+
+all: test
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(STAMP): requirements.txt requirements-dev.txt | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+$(COLLECTION_LINK):
+	mkdir -p $(dir $@)
+	ln -sfn ../../.. $@
+
+setup: system-deps $(STAMP) $(COLLECTION_LINK)
+
+# Every test: unit, integration against real PostgreSQL 18 (and 15 where apt could install it),
+# ruff, ansible-lint, ansible-test sanity, and the collection build.
+test: setup
+	$(MAKE) unit integration lint build sanity
+
+unit: setup
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+integration: setup
+	APPCARE_REQUIRE_PG=$$(command -v apt-get >/dev/null && echo 18,15 || echo 18) \
+	  $(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+lint: setup
+	$(BIN)/ruff check plugins tests benchmarks
+	$(BIN)/ansible-lint -q
+
+sanity: setup
+	scripts/sanity.sh
+
+build: setup
+	rm -rf .build && mkdir -p .build
+	$(BIN)/ansible-galaxy collection build --force --output-path .build >/dev/null
+	$(BIN)/ansible-galaxy collection install --force -p .build/installed .build/appcare-maintenance-*.tar.gz >/dev/null
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/installed $(BIN)/ansible-doc appcare.maintenance.pg_health_info >/dev/null
+	@echo "collection builds, installs from its tarball and documents itself"
+	rm -rf .build
+
+# The real daily run against an embedded PostgreSQL 18 with a sample application database.
+demo: setup
+	@$(BIN)/python tests/pgserver.py stop --dir $(DEMO_DIR) >/dev/null
+	@echo "starting PostgreSQL 18 on 127.0.0.1:$(APPCARE_DEMO_PORT) in $(DEMO_DIR)"
+	@$(BIN)/python tests/pgserver.py start --dir $(DEMO_DIR) --port $(APPCARE_DEMO_PORT) >/dev/null
+	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT)
+	$(BIN)/ansible-playbook -i inventories/local playbooks/daily.yml
+	@echo
+	@echo "The demo server keeps running on 127.0.0.1:$(APPCARE_DEMO_PORT) (database ims)."
+	@echo "Run the daily tier again:  $(BIN)/ansible-playbook -i inventories/local playbooks/daily.yml"
+	@echo "Stop and remove it:        make demo-stop"
+
+demo-stop:
+	@$(BIN)/python tests/pgserver.py stop --dir $(DEMO_DIR)
+
+bench: setup
+	$(BIN)/python benchmarks/health_check.py
+
+clean:
+	rm -rf $(VENV) collections .build tests/output .pytest_cache .ruff_cache

@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Create the demo's sample application database (``ims``) on a local server, once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import psycopg2
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'tests'))
+from pgserver import SUPERUSER, SUPERUSER_PASSWORD  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--port', type=int, required=True)
+    parser.add_argument('--dbname', default='ims')
+    opts = parser.parse_args()
+    dsn = dict(host='127.0.0.1', port=opts.port, user=SUPERUSER, password=SUPERUSER_PASSWORD)
+    admin = psycopg2.connect(dbname='postgres', **dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (opts.dbname,))
+        if cur.fetchone():
+            print('sample database %s already loaded' % opts.dbname)
+            return 0
+        cur.execute('CREATE DATABASE %s' % opts.dbname)
+    admin.close()
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_app.sql')) as handle:
+        script = handle.read()
+    conn = psycopg2.connect(dbname=opts.dbname, **dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(script)
+        cur.execute('SELECT (SELECT count(*) FROM applicants), (SELECT count(*) FROM applications), '
+                    '(SELECT count(*) FROM documents)')
+        applicants, applications, documents = cur.fetchone()
+    conn.close()
+    print('loaded sample database %s: %d applicants, %d applications, %d documents'
+          % (opts.dbname, applicants, applications, documents))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

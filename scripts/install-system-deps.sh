@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Debian packages the tests and the demo need: PostgreSQL 15 (second server version under test) and
+# Python's venv module. Does nothing where they are present, or where apt does not exist.
+set -euo pipefail
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "apt-get not found: skipping Debian packages (PostgreSQL 15 tests will be skipped)"
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "not root and no sudo: cannot install Debian packages" >&2; exit 1; fi
+fi
+need=()
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v git >/dev/null 2>&1 || need+=(git)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing Debian packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# A bare machine may have no package lists yet; the package's own cluster is not used by the tests.
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
