@@ -15,24 +15,21 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from pgserver import SUPERUSER, SUPERUSER_PASSWORD  # noqa: E402
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--port', type=int, required=True)
-    parser.add_argument('--dbname', default='ims')
-    opts = parser.parse_args()
-    dsn = dict(host='127.0.0.1', port=opts.port, user=SUPERUSER, password=SUPERUSER_PASSWORD)
+def load(port, dbname='ims'):
+    """Create and fill ``dbname`` unless it exists; returns a line saying what was done."""
+    dsn = dict(host='127.0.0.1', port=port, user=SUPERUSER, password=SUPERUSER_PASSWORD)
     admin = psycopg2.connect(dbname='postgres', **dsn)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (opts.dbname,))
+        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (dbname,))
         if cur.fetchone():
-            print('sample database %s already loaded' % opts.dbname)
-            return 0
-        cur.execute('CREATE DATABASE %s' % opts.dbname)
+            admin.close()
+            return 'sample database %s already loaded' % dbname
+        cur.execute('CREATE DATABASE %s' % dbname)
     admin.close()
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_app.sql')) as handle:
         script = handle.read()
-    conn = psycopg2.connect(dbname=opts.dbname, **dsn)
+    conn = psycopg2.connect(dbname=dbname, **dsn)
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(script)
@@ -40,8 +37,16 @@ def main():
                     '(SELECT count(*) FROM documents)')
         applicants, applications, documents = cur.fetchone()
     conn.close()
-    print('loaded sample database %s: %d applicants, %d applications, %d documents'
-          % (opts.dbname, applicants, applications, documents))
+    return ('loaded sample database %s: %d applicants, %d applications, %d documents'
+            % (dbname, applicants, applications, documents))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--port', type=int, required=True)
+    parser.add_argument('--dbname', default='ims')
+    opts = parser.parse_args()
+    print(load(opts.port, opts.dbname))
     return 0
 
 

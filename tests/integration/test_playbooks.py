@@ -9,7 +9,6 @@ import os
 import textwrap
 
 import pytest
-
 from modrunner import REPO_ROOT, run_playbook
 from pgserver import SUPERUSER_PASSWORD
 
