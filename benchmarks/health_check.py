@@ -140,14 +140,14 @@ def main():
             for label, argv in (('ours', [playbook_bin, '-i', inventory, ours]),
                                 ('community', [playbook_bin, '-i', inventory, community]),
                                 ('floor', floor_cmd)):
-                figures[label] = statistics.median(timed(argv, env) for _ in range(opts.repeat))
+                figures[label] = statistics.median([timed(argv, env) for _run in range(opts.repeat)])
             rows.append((hosts, figures))
         print()
-        print('%-6s %10s %12s %9s %18s %14s' % ('hosts', 'ours (s)', 'community (s)', 'floor (s)',
-                                               'ours / community', 'ours / floor'))
+        header = ('hosts', 'ours (s)', 'community (s)', 'floor (s)', 'ours / community', 'ours / floor')
+        print('%-6s %10s %12s %9s %18s %14s' % header)
         for hosts, f in rows:
-            print('%-6d %10.2f %12.2f %9.2f %18.3f %14.1f' % (hosts, f['ours'], f['community'], f['floor'],
-                                                          f['ours'] / f['community'], f['ours'] / f['floor']))
+            line = (hosts, f['ours'], f['community'], f['floor'], f['ours'] / f['community'], f['ours'] / f['floor'])
+            print('%-6d %10.2f %12.2f %9.2f %18.3f %14.1f' % line)
         print('\n%d checks; community.postgresql needs %d tasks per host, ours 1; forks=%d; median of %d runs'
               % (len(H.ALL_CHECKS), len(check_queries()) + 1, opts.forks, opts.repeat))
     finally:
