@@ -99,7 +99,8 @@ def _usable_bindir(bindir, account):
 class PgServer(object):
     """A running throwaway server. ``dsn()`` gives psycopg2 keyword arguments for its superuser."""
 
-    def __init__(self, bindir, base_dir=None, settings=None, port=None, keep_dir=False, checksums=True):
+    def __init__(self, bindir, base_dir=None, settings=None, port=None, keep_dir=False, checksums=True,
+                 tls=False):
         self.account = _run_as_account()
         self.bindir = _usable_bindir(bindir, self.account)
         self.keep_dir = keep_dir
@@ -110,6 +111,8 @@ class PgServer(object):
         self.settings = dict(settings or {})
         self.version = None
         self.checksums = checksums
+        self.tls = tls
+        self.ca_file = None
 
     # -- running commands as the server's account --------------------------------------------------
     def _cmd(self, args, check=True, env=None):
@@ -155,12 +158,40 @@ class PgServer(object):
             'full_page_writes': 'off',
             'log_min_messages': 'warning',
         }
+        if self.tls:
+            conf.update(self._make_certificates())
         conf.update(self.settings)
         with open(os.path.join(self.datadir, 'postgresql.conf'), 'a') as handle:
             handle.write('\n# appcare test harness\n')
             for key, value in conf.items():
                 handle.write('%s = %s\n' % (key, value))
         return self
+
+    def _make_certificates(self):
+        """A CA and a server certificate for 127.0.0.1 (openssl), for TLS tests."""
+        tls_dir = os.path.join(self.base_dir, 'tls')
+        os.makedirs(tls_dir, exist_ok=True)
+
+        def openssl(*args):
+            subprocess.run(['openssl'] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           cwd=tls_dir)
+
+        openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=appcare test CA',
+                '-keyout', 'ca.key', '-out', 'ca.crt')
+        openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key',
+                '-out', 'server.csr')
+        with open(os.path.join(tls_dir, 'san.ext'), 'w') as handle:
+            handle.write('subjectAltName=IP:127.0.0.1\n')
+        openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
+                '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt')
+        for name in os.listdir(tls_dir):
+            path = os.path.join(tls_dir, name)
+            os.chmod(path, 0o600 if name.endswith('.key') else 0o644)
+            if self.account is not None:
+                os.chown(path, self.account.pw_uid, self.account.pw_gid)
+        self.ca_file = os.path.join(tls_dir, 'ca.crt')
+        return {'ssl': 'on', 'ssl_cert_file': "'%s'" % os.path.join(tls_dir, 'server.crt'),
+                'ssl_key_file': "'%s'" % os.path.join(tls_dir, 'server.key')}
 
     def start(self):
         if not os.path.isdir(self.datadir):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
+
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
+    ConfigurationError,
     ConnectionFailure,
     DependencyError,
 )
@@ -61,9 +63,9 @@ def target_label(params):
 def connect_kwargs(params, application_name, lock_timeout=None, read_only=False):
     """psycopg2.connect() keyword arguments for the module parameters."""
     if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
-        raise ConnectionFailure('connect_timeout must be at least 1 second, got %s' % params['connect_timeout'])
+        raise ConfigurationError('connect_timeout must be at least 1 second, got %s' % params['connect_timeout'])
     if params.get('statement_timeout') is not None and params['statement_timeout'] < 0:
-        raise ConnectionFailure('statement_timeout must be 0 (no limit) or more seconds, got %s'
+        raise ConfigurationError('statement_timeout must be 0 (no limit) or more seconds, got %s'
                                 % params['statement_timeout'])
     kwargs = dict(
         port=params['login_port'],

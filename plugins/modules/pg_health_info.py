@@ -234,6 +234,7 @@ databases:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.formatters import human_to_bytes
+
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
     AppcareError,
@@ -248,6 +249,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.health import 
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     Session,
+    connect_kwargs,
     connection_argument_spec,
 )
 
@@ -280,6 +282,7 @@ def main():
     try:
         thresholds = C.merge_thresholds(DEFAULT_THRESHOLDS, params['thresholds'])
         size_quota = parse_size(params['size_quota'])
+        connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
     selected = params['checks'] or ALL_CHECKS

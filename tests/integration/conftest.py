@@ -15,6 +15,7 @@ import uuid
 import psycopg2
 import psycopg2.extras
 import pytest
+
 from modrunner import run_module
 from pgserver import PgServer, available_versions
 

@@ -7,11 +7,13 @@ and stays quiet without it; failures are specific and never show the password.""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 
 import psycopg2
 import pytest
+
 from conftest import wait_for
 from modrunner import run_module
 from pgserver import SUPERUSER_PASSWORD, free_port
@@ -482,3 +484,22 @@ def test_server_dying_mid_run_is_a_clear_failure(spawn_server):
         killer.join()
     assert result.failed
     assert 'connection lost during the sequence_exhaustion check' in result['msg'], result['msg']
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+def test_verified_tls_connection_and_wrong_ca(spawn_server, tmp_path):
+    srv = spawn_server(tls=True)
+    good = run_module('pg_health_info', dict(srv.login_args(), ssl_mode='verify-full', ca_cert=srv.ca_file,
+                                             checks=['connection']))
+    assert good.rc == 0, good.raw  # verify-full connects only over TLS with a certificate the CA signed
+    assert good.check('connection')['status'] == 'ok'
+    other_ca = tmp_path / 'other-ca.crt'
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=other',
+                    '-keyout', str(tmp_path / 'other.key'), '-out', str(other_ca)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bad = run_module('pg_health_info', dict(srv.login_args(), ssl_mode='verify-full', ca_cert=str(other_ca),
+                                            checks=['connection']))
+    assert bad.failed
+    assert 'certificate verify failed' in bad['msg']
+    assert bad['msg'].startswith('cannot connect to 127.0.0.1:%d' % srv.port)

@@ -9,6 +9,7 @@ import os
 import textwrap
 
 import pytest
+
 from modrunner import REPO_ROOT, run_playbook
 from pgserver import SUPERUSER_PASSWORD
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import health
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
@@ -42,6 +43,7 @@ def test_default_thresholds_are_consistent():
 
 def test_documented_defaults_match_the_code():
     import yaml
+
     from ansible_collections.appcare.maintenance.plugins.modules import pg_health_info
     doc = yaml.safe_load(pg_health_info.DOCUMENTATION)
     assert doc['options']['checks']['choices'] == health.ALL_CHECKS
