@@ -74,6 +74,10 @@ def _run_as_account():
     raise RuntimeError('running as root and neither a "postgres" nor a "nobody" account exists to run PostgreSQL')
 
 
+class ServerStartError(RuntimeError):
+    """The server did not start; the message holds the end of its log."""
+
+
 def _usable_bindir(bindir, account):
     """``bindir``, or a copy of its installation that ``account`` can execute.
 
@@ -196,7 +200,11 @@ class PgServer(object):
     def start(self):
         if not os.path.isdir(self.datadir):
             self.init()
-        self._cmd([self.bin('pg_ctl'), '-D', self.datadir, '-l', self.logfile, '-w', '-t', '60', 'start'])
+        proc = self._cmd([self.bin('pg_ctl'), '-D', self.datadir, '-l', self.logfile, '-w', '-t', '60', 'start'],
+                         check=False)
+        if proc.returncode != 0:
+            raise ServerStartError('PostgreSQL in %s did not start: %s\n%s' % (self.datadir, proc.stdout,
+                                                                               self.log()[-2000:]))
         self.version = self._cmd([self.bin('postgres'), '--version']).stdout.split()[2]
         return self
 
