@@ -66,7 +66,7 @@ def connect_kwargs(params, application_name, lock_timeout=None, read_only=False)
         raise ConfigurationError('connect_timeout must be at least 1 second, got %s' % params['connect_timeout'])
     if params.get('statement_timeout') is not None and params['statement_timeout'] < 0:
         raise ConfigurationError('statement_timeout must be 0 (no limit) or more seconds, got %s'
-                                % params['statement_timeout'])
+                                 % params['statement_timeout'])
     kwargs = dict(
         port=params['login_port'],
         user=params['login_user'],
