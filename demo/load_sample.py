@@ -33,6 +33,13 @@ def load(port, dbname='ims'):
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(script)
+        # One realistic problem for the daily check to find: a unique index built concurrently over data
+        # that is not unique fails and leaves an invalid index behind, which every write still maintains.
+        try:
+            cur.execute('CREATE UNIQUE INDEX CONCURRENTLY documents_application_kind_key '
+                        'ON documents (application_id, kind)')
+        except psycopg2.errors.UniqueViolation:
+            pass
         cur.execute('SELECT (SELECT count(*) FROM applicants), (SELECT count(*) FROM applications), '
                     '(SELECT count(*) FROM documents)')
         applicants, applications, documents = cur.fetchone()

