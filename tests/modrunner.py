@@ -35,27 +35,44 @@ class ModuleResult(dict):
         return found[0]
 
 
-def run_module(name, args, check_mode=False, env=None):
-    payload = dict(args)
-    payload['_ansible_check_mode'] = check_mode
-    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
-        json.dump({'ANSIBLE_MODULE_ARGS': payload}, handle)
-        path = handle.name
-    try:
-        run_env = dict(os.environ, PYTHONPATH=COLLECTIONS_ROOT)
-        run_env.update(env or {})
-        proc = subprocess.run([sys.executable, os.path.join(MODULES_DIR, name + '.py'), path],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env, check=False)
-    finally:
-        os.unlink(path)
-    try:
-        result = ModuleResult(json.loads(proc.stdout))
-    except ValueError:
-        raise AssertionError('module %s printed no JSON (rc %d):\n%s\n%s' % (name, proc.returncode, proc.stdout,
-                                                                             proc.stderr)) from None
-    result.rc = proc.returncode
-    result.raw = proc.stdout + proc.stderr
-    return result
+class RunningModule(object):
+    """A module started in the background; ``finish()`` waits for it and returns its result."""
+
+    def __init__(self, name, args, check_mode=False, env=None, preexec_fn=None):
+        self.name = name
+        payload = dict(args)
+        payload['_ansible_check_mode'] = check_mode
+        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
+            json.dump({'ANSIBLE_MODULE_ARGS': payload}, handle)
+            self.args_file = handle.name
+        run_env = dict(os.environ)
+        run_env['PYTHONPATH'] = os.pathsep.join(p for p in (COLLECTIONS_ROOT, (env or {}).get('PYTHONPATH')) if p)
+        run_env.update({k: v for k, v in (env or {}).items() if k != 'PYTHONPATH'})
+        self.proc = subprocess.Popen([sys.executable, os.path.join(MODULES_DIR, name + '.py'), self.args_file],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env,
+                                     preexec_fn=preexec_fn)
+
+    def finish(self, timeout=300):
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        finally:
+            os.unlink(self.args_file)
+        try:
+            result = ModuleResult(json.loads(stdout))
+        except ValueError:
+            raise AssertionError('module %s printed no JSON (rc %d):\n%s\n%s' % (self.name, self.proc.returncode,
+                                                                                 stdout, stderr)) from None
+        result.rc = self.proc.returncode
+        result.raw = stdout + stderr
+        return result
+
+
+def start_module(name, args, check_mode=False, env=None, preexec_fn=None):
+    return RunningModule(name, args, check_mode, env, preexec_fn)
+
+
+def run_module(name, args, check_mode=False, env=None, preexec_fn=None):
+    return RunningModule(name, args, check_mode, env, preexec_fn).finish()
 
 
 def ansible_env(extra=None):

@@ -168,3 +168,13 @@ def _coerce_number(name, level, value):
         else:
             return int(number) if number.is_integer() and '.' not in value else number
     raise ThresholdError('%s: %s threshold must be a number, got %r' % (name, level, value))
+
+
+def human_bytes(value):
+    """1536 -> '1.5 kB' (binary multiples), for messages."""
+    if value is None:
+        return 'unknown'
+    for unit in ('B', 'kB', 'MB', 'GB', 'TB'):
+        if abs(value) < 1024 or unit == 'TB':
+            return ('%d %s' % (value, unit)) if unit == 'B' else ('%.1f %s' % (value, unit))
+        value = value / 1024.0

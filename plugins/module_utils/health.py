@@ -187,15 +187,6 @@ SELECT queryid::text AS queryid, left(query, 200) AS query, calls,
 """
 
 
-def human_bytes(value):
-    if value is None:
-        return 'unknown'
-    for unit in ('B', 'kB', 'MB', 'GB', 'TB'):
-        if abs(value) < 1024 or unit == 'TB':
-            return ('%d %s' % (value, unit)) if unit == 'B' else ('%.1f %s' % (value, unit))
-        value = value / 1024.0
-
-
 def _one_line(text):
     return ' '.join((text or '').split())
 
@@ -367,11 +358,11 @@ class HealthCheck(object):
     def check_database_size(self):
         size = self.server['database_size_bytes']
         if not self.size_quota:
-            return C.finding('database_size', C.OK, 'database size %s (no size_quota set)' % human_bytes(size),
+            return C.finding('database_size', C.OK, 'database size %s (no size_quota set)' % C.human_bytes(size),
                              value=size, unit='bytes', obj=self._obj())
         pct = round(100.0 * size / self.size_quota, 1)
         return self._judge('database_size', pct, 'database uses {value}%% of its quota (%s of %s)'
-                           % (human_bytes(size), human_bytes(self.size_quota)), obj=self._obj(), size_bytes=size,
+                           % (C.human_bytes(size), C.human_bytes(self.size_quota)), obj=self._obj(), size_bytes=size,
                            quota_bytes=self.size_quota)
 
     def check_xid_wraparound(self):
@@ -450,7 +441,7 @@ class HealthCheck(object):
         top = inactive[0]
         return self._judge('replication_slots', top['retained_bytes'] or 0.0,
                            'inactive %s slot %s retains {value} bytes of WAL (%s); %d inactive slot(s) in all'
-                           % (top['slot_type'], top['slot_name'], human_bytes(top['retained_bytes']), len(inactive)),
+                           % (top['slot_type'], top['slot_name'], C.human_bytes(top['retained_bytes']), len(inactive)),
                            obj='slot=%s' % top['slot_name'], slots=rows)
 
     def check_archiver(self):

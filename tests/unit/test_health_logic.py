@@ -64,4 +64,4 @@ def test_parse_size_rejects(text):
 
 @pytest.mark.parametrize('value, text', [(512, '512 B'), (2048, '2.0 kB'), (5 * 1024 ** 3, '5.0 GB'), (None, 'unknown')])
 def test_human_bytes(value, text):
-    assert health.human_bytes(value) == text
+    assert C.human_bytes(value) == text

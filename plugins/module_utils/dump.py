@@ -1,0 +1,378 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One logical backup run of pg_backup: snapshot, pg_dump, row counts, checks, manifest, rename.
+
+The run writes into ``dest/.partial-<id>`` and renames it into place only after pg_dump exited 0,
+the archive passed its checks and the manifest was written last. Anything that goes wrong before
+that removes the partial directory, so nothing half-written can pass for a backup.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+import subprocess
+import threading
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text, target_label
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by postgres.require_psycopg2()
+    psycopg2 = None
+    sql = None
+
+BACKUP_THRESHOLDS = {
+    # New backup size as a share of the previous good one; a drop below half is suspicious.
+    'backup_size': {'warning': 50, 'critical': None, 'direction': C.BELOW, 'unit': 'percent'},
+}
+
+SCHEMAS_SQL = """
+SELECT nspname FROM pg_namespace
+ WHERE nspname NOT LIKE 'pg\\_%%' AND nspname <> 'information_schema'
+ ORDER BY 1
+"""
+
+TABLES_SQL = """
+SELECT n.nspname AS schema, c.relname AS name
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+   AND n.nspname = ANY(%s)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 2
+"""
+
+SIGNAL_HINTS = {
+    getattr(signal, 'SIGXFSZ', 25): 'the file size limit was exceeded',
+    signal.SIGKILL: 'it was killed (out of memory, or by an operator)',
+    signal.SIGTERM: 'it was asked to stop',
+}
+
+
+def _quote_pattern(name):
+    """A schema name as a pg_dump pattern that matches exactly that name."""
+    return '"%s"' % name.replace('"', '""')
+
+
+def resolve_schemas(all_schemas, include_patterns, exclude_patterns, preset_patterns):
+    """Which schemas go into the dump, and why every other one is left out.
+
+    Patterns use pg_dump's wildcards (``*`` and ``?``) and are matched against the real schema names,
+    so the manifest records names, not patterns.
+    """
+    included, excluded = [], []
+    for pattern in include_patterns or []:
+        if not fnmatch.filter(all_schemas, pattern):
+            raise ConfigurationError('include_schemas: no schema matches %r (schemas: %s)'
+                                     % (pattern, ', '.join(all_schemas)))
+    for schema in all_schemas:
+        reason = None
+        if include_patterns and not any(fnmatch.fnmatchcase(schema, p) for p in include_patterns):
+            reason = 'not in include_schemas'
+        else:
+            for pattern in exclude_patterns or []:
+                if fnmatch.fnmatchcase(schema, pattern):
+                    reason = 'exclude_schemas (%s)' % pattern
+                    break
+            else:
+                for pattern in preset_patterns or []:
+                    if fnmatch.fnmatchcase(schema, pattern):
+                        reason = 'preset supabase (%s)' % pattern
+                        break
+        if reason:
+            excluded.append({'schema': schema, 'reason': reason})
+        else:
+            included.append(schema)
+    return included, excluded
+
+
+def server_info(session):
+    row = session.one("SELECT current_setting('server_version') AS version, "
+                      "current_setting('server_version_num')::int AS version_num, "
+                      "current_database() AS database")
+    row['major'] = row['version_num'] // 10000
+    return row
+
+
+class DumpRun(object):
+    """A single backup of one database into ``dest``."""
+
+    def __init__(self, session, params, server, client, compression):
+        self.session = session
+        self.server = server
+        self.params = params
+        self.client = client
+        self.compression = compression
+        self.dest = params['dest']
+        self.fmt = params['format']
+        self.proc = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _bin(self, name):
+        return os.path.join(self.client['bin_dir'], name)
+
+    def _env(self):
+        """libpq settings for the client tools; the password travels here, never on the command line."""
+        p = self.params
+        env = dict(os.environ)
+        for key in ('PGPASSWORD', 'PGSERVICE', 'PGOPTIONS'):
+            env.pop(key, None)
+        host = p.get('login_unix_socket') or p.get('login_host')
+        if host:
+            env['PGHOST'] = host
+        env.update({'PGPORT': str(p['login_port']), 'PGUSER': p['login_user'], 'PGDATABASE': p['login_db'],
+                    'PGSSLMODE': p['ssl_mode'], 'PGCONNECT_TIMEOUT': str(p['connect_timeout']),
+                    'PGAPPNAME': 'appcare.maintenance.pg_backup'})
+        if p.get('login_password'):
+            env['PGPASSWORD'] = p['login_password']
+        if p.get('ca_cert'):
+            env['PGSSLROOTCERT'] = p['ca_cert']
+        return env
+
+    def _run_tool(self, argv, what):
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env(),
+                              check=False)
+        if proc.returncode != 0:
+            raise B.BackupError('%s failed: %s' % (what, _exit_reason(proc.returncode, proc.stderr)))
+        return proc.stdout
+
+    # -- the run ---------------------------------------------------------------------------------
+    def plan(self):
+        schemas = [r['nspname'] for r in self.session.query(SCHEMAS_SQL)]
+        preset = B.SUPABASE_EXCLUDED_SCHEMAS if self.params['preset'] == 'supabase' else []
+        return resolve_schemas(schemas, self.params['include_schemas'], self.params['exclude_schemas'], preset)
+
+    def dump_argv(self, partial, snapshot, included, excluded):
+        out = os.path.join(partial, B.DUMP_FILE[self.fmt])
+        argv = [self._bin('pg_dump'), '--format=%s' % self.fmt, '--file=%s' % out, '--no-password',
+                '--snapshot=%s' % snapshot]
+        argv += B.compression_args(self.client['major'], self.compression, self.params['compression_level'])
+        if self.fmt == 'directory' and self.params['jobs'] > 1:
+            argv.append('--jobs=%d' % self.params['jobs'])
+        if self.params['include_schemas']:
+            argv += ['--schema=%s' % _quote_pattern(s) for s in included]
+        argv += ['--exclude-schema=%s' % _quote_pattern(e['schema']) for e in excluded
+                 if e['reason'] != 'not in include_schemas']
+        return argv, out
+
+    def run(self, backup_id, included, excluded):
+        """Make the backup in a partial directory, check it, and move it into place. Returns the manifest."""
+        started = B.utcnow()
+        partial = os.path.join(self.dest, B.PARTIAL_PREFIX + backup_id)
+        final = os.path.join(self.dest, backup_id)
+        os.mkdir(partial, 0o700)
+        try:
+            manifest = self._dump_into(partial, backup_id, started, included, excluded)
+            B.write_json_atomic(os.path.join(partial, B.MANIFEST), manifest)
+            B.fsync_tree(partial)
+            os.rename(partial, final)
+            B.fsync_path(self.dest)
+            return manifest
+        except BaseException:
+            self._stop_dump()
+            B.remove_tree(partial)
+            raise
+
+    def _stop_dump(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def _dump_into(self, partial, backup_id, started, included, excluded):
+        conn = self.session.conn
+        conn.autocommit = False
+        conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
+        try:
+            snapshot = self.session.one('SELECT pg_export_snapshot() AS id')['id']
+            tables = self.session.query(TABLES_SQL, (included,))
+            argv, out = self.dump_argv(partial, snapshot, included, excluded)
+            counter = RowCounter(self.session, tables)
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                         env=self._env())
+            # Count rows in the exported snapshot while pg_dump copies the same snapshot.
+            counter.start()
+            _out, err = self.proc.communicate()
+            if self.proc.returncode != 0:
+                counter.cancel()
+                raise B.BackupError('pg_dump failed: %s' % _exit_reason(self.proc.returncode, err))
+            counts = counter.result()
+        finally:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass
+            try:
+                conn.autocommit = True
+            except psycopg2.Error:
+                pass
+        dump_done = B.utcnow()
+        globals_file = None
+        if self.params['globals']:
+            globals_file = os.path.join(partial, B.GLOBALS_FILE)
+            # The database to connect to comes from PGDATABASE: --dbname would parse it as a connection string.
+            argv = [self._bin('pg_dumpall'), '--globals-only', '--no-password', '--file=%s' % globals_file]
+            if self.params['no_role_passwords']:
+                argv.append('--no-role-passwords')
+            try:
+                self._run_tool(argv, 'pg_dumpall --globals-only')
+            except B.BackupError as exc:
+                hint = ''
+                if 'pg_authid' in str(exc):
+                    hint = ('; on managed platforms (Supabase, RDS) password hashes cannot be read: set '
+                            'no_role_passwords: true')
+                raise B.BackupError('%s%s' % (exc, hint)) from exc
+        table_entries = self.check_archive(out, tables)
+        finished = B.utcnow()
+        files = B.file_digests(partial)
+        total = sum(f['bytes'] for f in files)
+        return {
+            'format_version': B.MANIFEST_FORMAT,
+            'id': backup_id,
+            'tool': 'appcare.maintenance.pg_backup',
+            'target': target_label(self.params),
+            'database': self.params['login_db'],
+            'server_version': self.server['version'],
+            'client_version': self.client['version'],
+            'format': self.fmt,
+            'jobs': self.params['jobs'] if self.fmt == 'directory' else 1,
+            'compression': self.compression,
+            'compression_level': self.params['compression_level'],
+            'dump': os.path.basename(out),
+            'globals': os.path.basename(globals_file) if globals_file else None,
+            'no_role_passwords': bool(self.params['globals'] and self.params['no_role_passwords']),
+            'preset': self.params['preset'],
+            'include_schemas': list(self.params['include_schemas'] or []),
+            'exclude_schemas': list(self.params['exclude_schemas'] or []),
+            'schemas': included,
+            'excluded_schemas': excluded,
+            'snapshot': snapshot,
+            'row_counts': counts,
+            'tables': len(counts),
+            'archive_entries': table_entries,
+            'started_at': B.iso(started),
+            'dump_finished_at': B.iso(dump_done),
+            'finished_at': B.iso(finished),
+            'duration_seconds': round((finished - started).total_seconds(), 3),
+            'bytes': total,
+            'files': files,
+            'verification': None,
+        }
+
+    def check_archive(self, out, tables):
+        """Refuse an archive that is empty, has no readable header, or that pg_restore cannot list, or
+        that lacks data for a table we counted."""
+        header_file = out if self.fmt == 'custom' else os.path.join(out, 'toc.dat')
+        try:
+            size = os.path.getsize(header_file)
+            with open(header_file, 'rb') as handle:
+                magic = handle.read(5)
+        except OSError as exc:
+            raise B.BackupError('pg_dump exited 0 but left no readable archive at %s: %s' % (header_file, exc)) from exc
+        if size == 0:
+            raise B.BackupError('pg_dump exited 0 but the archive %s is empty' % header_file)
+        if magic != b'PGDMP':
+            raise B.BackupError('%s does not start with a pg_dump archive header' % header_file)
+        listing = self._run_tool([self._bin('pg_restore'), '--list', out], 'pg_restore --list of the new archive')
+        entries = [line for line in listing.splitlines() if line and not line.startswith(';')]
+        data_lines = set()
+        for line in entries:
+            marker = ' TABLE DATA '
+            if marker in line:
+                data_lines.add(line.split(marker, 1)[1])
+        missing = []
+        for table in tables:
+            prefix = '%s %s ' % (table['schema'], table['name'])
+            if not any(entry.startswith(prefix) for entry in data_lines):
+                missing.append('%s.%s' % (table['schema'], table['name']))
+        if missing:
+            raise B.BackupError('the archive has no data entry for %d table(s): %s'
+                                % (len(missing), ', '.join(missing[:10])))
+        return len(entries)
+
+
+class RowCounter(object):
+    """Counts the rows of every table in the session's snapshot, on a thread, cancellable."""
+
+    def __init__(self, session, tables):
+        self.session = session
+        self.tables = tables
+        self.counts = {}
+        self.error = None
+        self.cancelled = False
+        self.thread = threading.Thread(target=self._run, name='appcare-row-count')
+        self.thread.daemon = True
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        try:
+            with self.session.conn.cursor() as cur:
+                for table in self.tables:
+                    cur.execute(sql.SQL('SELECT count(*) FROM {}.{}').format(
+                        sql.Identifier(table['schema']), sql.Identifier(table['name'])))
+                    self.counts['%s.%s' % (table['schema'], table['name'])] = cur.fetchone()[0]
+        except psycopg2.Error as exc:
+            self.error = exc
+
+    def cancel(self):
+        self.cancelled = True
+        if self.thread.is_alive():
+            try:
+                self.session.conn.cancel()
+            except psycopg2.Error:
+                pass
+        self.thread.join(30)
+
+    def result(self):
+        self.thread.join()
+        if self.error is not None:
+            raise B.BackupError('could not count rows in the backup snapshot: %s' % db_error_text(self.error))
+        return self.counts
+
+
+def _exit_reason(returncode, stderr):
+    text = ' '.join((stderr or '').split())
+    if returncode < 0:
+        number = -returncode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = 'signal %d' % number
+        hint = SIGNAL_HINTS.get(number, '')
+        return 'killed by %s%s%s' % (name, ' (%s)' % hint if hint else '', ': %s' % text if text else '')
+    return 'exit code %d: %s' % (returncode, text or 'no message')
+
+
+def new_backup_id(dest, database, now=None):
+    moment = now or B.utcnow()
+    base = '%s-%s' % (B.safe_name(database), moment.strftime('%Y%m%dT%H%M%SZ'))
+    candidate, n = base, 1
+    while os.path.exists(os.path.join(dest, candidate)) or os.path.exists(
+            os.path.join(dest, B.PARTIAL_PREFIX + candidate)):
+        n += 1
+        candidate = '%s-%d' % (base, n)
+    return candidate
+
+
+def size_check(thresholds, manifest, previous):
+    spec = thresholds['backup_size']
+    if previous is None:
+        return C.finding('backup_size', C.OK, 'first backup of this database here: %s' % C.human_bytes(manifest['bytes']),
+                         value=None, unit='percent', warning=spec['warning'], critical=spec['critical'],
+                         obj='db=%s' % manifest['database'], bytes=manifest['bytes'])
+    prev_bytes = previous['manifest']['bytes'] or 1
+    pct = round(100.0 * manifest['bytes'] / prev_bytes, 1)
+    return C.evaluate('backup_size', pct, spec['warning'], spec['critical'], C.BELOW, unit='percent',
+                      obj='db=%s' % manifest['database'],
+                      message='backup is {value}%% of the previous good one (%s now, %s in %s)'
+                      % (C.human_bytes(manifest['bytes']), C.human_bytes(previous['manifest']['bytes']), previous['id']),
+                      bytes=manifest['bytes'], previous_bytes=previous['manifest']['bytes'])

