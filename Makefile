@@ -39,7 +39,7 @@ unit: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 integration: setup
-	APPCARE_REQUIRE_PG=$$(command -v apt-get >/dev/null && echo 18,15 || echo 18) \
+	APPCARE_REQUIRE_DEBIAN_PG=$$(command -v apt-get >/dev/null && echo 1 || echo 0) \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 lint: setup

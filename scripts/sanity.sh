@@ -11,7 +11,10 @@ dest=$work/ansible_collections/appcare/maintenance
 mkdir -p "$dest"
 cd "$here"
 if git rev-parse --git-dir >/dev/null 2>&1; then
-  git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents {} "$dest"/ 2>/dev/null || true
+  # Tracked and new files, minus deleted ones: the tree as it would be committed.
+  git ls-files -co --exclude-standard -z | while IFS= read -r -d '' f; do
+    [ -e "$f" ] && printf '%s\0' "$f"
+  done | tar --null -T - -cf - | tar -C "$dest" -xf -
 else
   tar --exclude=.venv --exclude=collections --exclude=tests/output -cf - . | tar -C "$dest" -xf -
 fi
@@ -19,6 +22,8 @@ core_ver=$("$venv/bin/python" -c 'import ansible.release as r; print(r.__version
 cache="$HOME/.ansible/test/cache"
 mkdir -p "$cache"
 for pipver in 24_2 25_0 25_1 25_2 25_3 26_0; do
+  # Never replace a real bootstrap script that is already cached.
+  [ -f "$cache/get_pip_$pipver.py" ] && continue
   cat > "$cache/get_pip_$pipver.py" <<'PY'
 import subprocess, sys
 args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]

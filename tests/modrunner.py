@@ -55,6 +55,11 @@ class RunningModule(object):
     def finish(self, timeout=300):
         try:
             stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            stdout, stderr = self.proc.communicate()
+            raise AssertionError('module %s did not finish within %s s:\n%s\n%s'
+                                 % (self.name, timeout, stdout, stderr)) from None
         finally:
             os.unlink(self.args_file)
         try:

