@@ -18,19 +18,20 @@ description:
     C(connections_used) share of usable connections (max_connections minus reserved) in percent (80, 95);
     C(long_running_queries) longest active query in seconds (60, 300);
     C(idle_in_transaction) longest idle-in-transaction session in seconds (60, 600);
-    C(blocked_sessions) longest wait of a session blocked by another session's lock, in seconds (10, 60);
+    C(blocked_sessions) longest lock wait of a session blocked by another session, in seconds (10, 60);
     C(cache_hit_ratio) share of block reads served from shared buffers in the database, in percent,
     a smaller value is worse (95, 90);
     C(database_size) share of O(size_quota) in percent (85, 95), informational without a quota;
     C(xid_wraparound) age of the oldest unfrozen transaction ID as a share of the 2^31 limit, in percent (50, 75);
     C(sequence_exhaustion) highest share of a sequence's range used, bounded by the type of the column
     that owns it, in percent (75, 90);
-    C(replication_lag) replay lag of the furthest standby (or of this standby) in bytes (64 MiB, 1 GiB);
+    C(replication_lag) replay lag of the furthest standby (or of this standby) in bytes (64 MiB, 1 GiB),
+    critical on a standby that is not streaming from its primary;
     C(replication_slots) WAL retained by the largest inactive slot in bytes (1 GiB, 10 GiB), critical when
     a slot lost WAL;
     C(archiver) critical when WAL archiving is failing (no thresholds);
     C(invalid_indexes) number of invalid indexes not being built right now (warning above 0);
-    C(checksum_failures) data checksum failures (critical above 0), C(unknown) when checksums are off;
+    C(checksum_failures) data checksum failures (critical above 0), C(ok) with a note when checksums are off;
     C(slow_queries) highest mean execution time of a statement in pg_stat_statements for the database,
     in ms (warning 2000), C(unknown) when the extension is not installed."
   - Works for a non-superuser role that has C(pg_monitor). A check the role cannot read comes back
