@@ -43,7 +43,8 @@ integration: setup
 	  $(BIN)/pytest -q -p no:cacheprovider tests/integration
 
 lint: setup
-	$(BIN)/ruff check plugins tests benchmarks
+	$(BIN)/ruff check plugins tests benchmarks demo
+	$(BIN)/pycodestyle --max-line-length 160 --ignore E402,W503,W504,E741 plugins tests benchmarks demo
 	$(BIN)/ansible-lint -q
 
 sanity: setup

@@ -80,10 +80,8 @@ def main():
         print('\npgbench scale %d (database %s), compression %s, %d alternating runs each, medians:'
               % (opts.scale, size, opts.compression, opts.repeat))
         print('  bare pg_dump -Fc        %7.2f s' % med['bare'])
-        print('  pg_backup (custom)      %7.2f s   ratio to bare: %.3f' % (med['pg_backup'],
-                                                                       med['pg_backup'] / med['bare']))
-        print('  pg_backup (dir, jobs=2) %7.2f s   ratio to bare: %.3f' % (med['parallel'],
-                                                                       med['parallel'] / med['bare']))
+        for label, title in (('pg_backup', 'pg_backup (custom)     '), ('parallel', 'pg_backup (dir, jobs=2)')):
+            print('  %s %7.2f s   ratio to bare: %.3f' % (title, med[label], med[label] / med['bare']))
     finally:
         server.cleanup()
         shutil.rmtree(work, ignore_errors=True)
