@@ -64,6 +64,8 @@ ANALYZE;
 -- A monitoring role as the guides recommend for daily checks: no superuser, only pg_monitor.
 CREATE ROLE ims_monitor LOGIN PASSWORD 'demo-monitor-password' IN ROLE pg_monitor;
 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ims_monitor;
+-- A backup role: reads everything, changes nothing.
+CREATE ROLE ims_backup LOGIN PASSWORD 'demo-backup-password' IN ROLE pg_read_all_data;
 
 -- Typical application traffic, so pg_stat_statements and the statistics have something to show.
 SELECT state, count(*) FROM applications GROUP BY state;

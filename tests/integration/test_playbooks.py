@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
@@ -91,3 +92,21 @@ def test_module_defaults_group_and_no_secret_with_vvv(tmp_path, target):
     assert proc.returncode == 0, proc.stdout
     assert 'password authentication failed' in proc.stdout
     assert SUPERUSER_PASSWORD not in proc.stdout  # neither the password nor the wrong one built from it
+
+
+def test_daily_playbook_backs_up_when_a_destination_is_set(tmp_path, target):
+    target.sql('CREATE TABLE applications AS SELECT g AS id FROM generate_series(1, 250) g')
+    dest = tmp_path / 'backups'
+    inventory = write_inventory(tmp_path, target.server, target.dbname, appcare_backup_dest=str(dest))
+    proc = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory,
+                        extra_vars={'appcare_targets': 'all'})
+    assert proc.returncode == 0, proc.stdout
+    backups = [p for p in dest.iterdir() if not p.name.startswith('.')]
+    assert len(backups) == 1
+    manifest = json.loads((backups[0] / 'manifest.json').read_text())
+    assert manifest['row_counts'] == {'public.applications': 250}
+    assert 'backup: %s' % backups[0] in proc.stdout
+    check = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory,
+                         extra_vars={'appcare_targets': 'all'}, options=['--check'])
+    assert check.returncode == 0, check.stdout
+    assert len([p for p in dest.iterdir() if not p.name.startswith('.')]) == 1
