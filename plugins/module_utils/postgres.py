@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
@@ -22,6 +23,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 
 try:
     import psycopg2
+    import psycopg2.extensions
     import psycopg2.extras
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
@@ -46,6 +48,21 @@ def connection_argument_spec():
         connect_timeout=dict(type='int', default=10, fallback=(env_fallback, ['PGCONNECT_TIMEOUT'])),
         statement_timeout=dict(type='int', default=60),
     )
+
+
+def _raise_on_signal(signum, _frame):
+    raise SystemExit('interrupted by signal %d' % signum)
+
+
+def make_interruptible():
+    """Let SIGTERM (how Ansible stops a timed-out module) unwind the module, so cleanups run.
+
+    psycopg2's wait callback makes a running query interruptible too; without it a signal waits until
+    the server answers.
+    """
+    signal.signal(signal.SIGTERM, _raise_on_signal)
+    if HAS_PSYCOPG2:
+        psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
 
 
 def require_psycopg2():

@@ -252,6 +252,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
     connect_kwargs,
     connection_argument_spec,
     db_error_text,
+    make_interruptible,
     target_label,
 )
 
@@ -329,6 +330,7 @@ def main():
     params = module.params
     dest = params['dest'] = os.path.abspath(params['dest'])
     os.umask(0o077)
+    make_interruptible()  # a stopped run still removes its partial directory
     result = dict(changed=False, path=None, deleted=[], cleaned=[], ignored=[])
 
     try:

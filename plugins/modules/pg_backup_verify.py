@@ -1,0 +1,379 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: pg_backup_verify
+short_description: Prove that a pg_backup backup restores, and measure RTO and RPO
+version_added: 0.1.0
+description:
+  - Verifies a backup made by M(appcare.maintenance.pg_backup) at a chosen O(level); each level includes
+    the ones before it.
+  - V(checksum) recomputes the sha256 of every file and compares it with the manifest.
+  - V(catalog) also checks that C(pg_restore --list) reads the archive and that it holds data for every
+    table the manifest lists.
+  - V(restore) also restores the backup with C(pg_restore --exit-on-error) into a scratch database on the
+    server the connection options point at (usually the source server), compares every table's exact row
+    count with the manifest, runs the O(smoke_queries), times the restore against O(rto_minutes), and
+    always drops the scratch database afterwards, also on failure or when the task is interrupted.
+  - The scratch database is marked as created by this module and locked while in use; a run that was killed
+    leaves one behind, which the next run drops (reported in RV(cleaned)). A database the module did not
+    create is never dropped, and a scratch name equal to the source or admin database is refused.
+  - The outcome is written into the backup's manifest (C(verification) - when, level, result, restore
+    seconds, mismatches) atomically; M(appcare.maintenance.pg_backup) retention never deletes the newest
+    backup whose verification result is C(ok).
+  - Also judges the age of the newest good backup under O(dest) against O(rpo_hours).
+author:
+  - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: Runs the read-only levels (checksum, catalog); skips the restore and does not write the manifest.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+options:
+  backup:
+    description:
+      - Path of the backup directory to verify, or V(latest) for the newest complete backup under O(dest).
+    type: str
+    default: latest
+  dest:
+    description:
+      - Directory that holds the backups; needed for O(backup=latest) and for the C(backup_age) check.
+    type: path
+  source_database:
+    description:
+      - With O(backup=latest), the newest backup of this database (by default, of any database).
+    type: str
+  level:
+    description:
+      - How far to verify. V(checksum) < V(catalog) < V(restore).
+    type: str
+    choices: [checksum, catalog, restore]
+    default: catalog
+  scratch_db:
+    description:
+      - Name of the scratch database for O(level=restore). Default C(appcare_verify_<source database>).
+      - Refused when it equals the backup's database or O(login_db), or when a database of that name exists
+        that this module did not create.
+    type: str
+  jobs:
+    description:
+      - Parallel C(pg_restore) jobs.
+    type: int
+    default: 1
+  no_owner:
+    description:
+      - Restore without ownership and privileges (C(--no-owner --no-privileges)), for a scratch server that
+        lacks the source's roles. By default ownership is restored, so a missing role fails the verification.
+    type: bool
+    default: false
+  smoke_queries:
+    description:
+      - Queries run read-only in the restored database. Each is a dict with C(query), an optional C(name),
+        and either C(expect) (the first column of the first row must equal it, compared as text) or
+        C(min_rows) (at least that many rows; 1 when neither is given).
+    type: list
+    elements: dict
+    default: []
+  rto_minutes:
+    description:
+      - Recovery-time objective for the database, in minutes. C(restore_time) warns above 80% of it and is
+        critical above it.
+    type: float
+    default: 60
+  rpo_hours:
+    description:
+      - Recovery-point objective in hours. C(backup_age) (age of the newest good backup under O(dest))
+        warns above 80% of it and is critical above it.
+    type: float
+    default: 24
+  pg_bin_dir:
+    description:
+      - Directory of C(pg_restore) to try first (see M(appcare.maintenance.pg_backup) for the search order).
+    type: path
+'''
+
+EXAMPLES = r'''
+- name: Daily quick verification of the newest backup
+  appcare.maintenance.pg_backup_verify:
+    dest: /var/backups/ims
+    level: catalog
+
+- name: Monthly test restore with smoke queries, on the source server
+  appcare.maintenance.pg_backup_verify:
+    login_host: db.internal
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    dest: /var/backups/ims
+    source_database: ims
+    level: restore
+    jobs: 2
+    rto_minutes: 60
+    rpo_hours: 24
+    smoke_queries:
+      - name: applications present
+        query: SELECT count(*) FROM applications
+        expect: 12000
+      - name: approved applications
+        query: SELECT id FROM applications WHERE state = 'approved'
+        min_rows: 1
+  register: verification
+'''
+
+RETURN = r'''
+backup:
+  description: Path of the backup that was verified.
+  returned: when a backup was found
+  type: str
+  sample: /var/backups/ims/ims-20261123T020000Z
+level:
+  description: The level that was verified.
+  returned: always
+  type: str
+  sample: restore
+result:
+  description: V(ok) when every check of the level passed, else V(failed).
+  returned: when a backup was found
+  type: str
+  sample: ok
+restore_seconds:
+  description: Wall time of pg_restore (the measured RTO of the database).
+  returned: when a restore ran
+  type: float
+  sample: 42.7
+mismatches:
+  description: Tables whose restored row count differs from the manifest.
+  returned: when a restore ran
+  type: dict
+  sample: {public.applications: {expected: 12000, restored: 11990}}
+scratch_db:
+  description: The scratch database used (already dropped).
+  returned: when a restore ran
+  type: str
+  sample: appcare_verify_ims
+cleaned:
+  description: Scratch databases of earlier, killed runs that were dropped.
+  returned: always
+  type: list
+  elements: str
+verification:
+  description: What was written into the manifest's C(verification) field.
+  returned: when written
+  type: dict
+checks:
+  description: Findings in the collection's uniform shape - C(checksum), C(catalog), C(restore),
+    C(row_counts), C(smoke_queries), C(restore_time), C(backup_age).
+  returned: always
+  type: list
+  elements: dict
+status:
+  description: Worst status of RV(checks).
+  returned: always
+  type: str
+  sample: ok
+'''
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
+    connect_kwargs,
+    connection_argument_spec,
+    db_error_text,
+    make_interruptible,
+)
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by Session
+    psycopg2 = None
+
+SCRATCH_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,62}$')
+
+
+def validate(params):
+    if params['jobs'] < 1:
+        raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
+    if params['rto_minutes'] <= 0 or params['rpo_hours'] <= 0:
+        raise ConfigurationError('rto_minutes and rpo_hours must be larger than 0')
+    if params['scratch_db'] is not None and not SCRATCH_NAME.match(params['scratch_db']):
+        raise ConfigurationError('scratch_db %r must be a plain identifier (letters, digits, _; at most 63)'
+                                 % params['scratch_db'])
+    V.validate_smoke_queries(params['smoke_queries'])
+    connect_kwargs(params, 'validation only')
+
+
+def fail_or(name, ok, message, value=None, unit=None, **extra):
+    return C.finding(name, C.OK if ok else C.CRITICAL, message, value=value, unit=unit, **extra)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        backup=dict(type='str', default='latest'),
+        dest=dict(type='path'),
+        source_database=dict(type='str'),
+        level=dict(type='str', default='catalog', choices=V.LEVELS),
+        scratch_db=dict(type='str'),
+        jobs=dict(type='int', default=1),
+        no_owner=dict(type='bool', default=False),
+        smoke_queries=dict(type='list', elements='dict', default=[]),
+        rto_minutes=dict(type='float', default=60),
+        rpo_hours=dict(type='float', default=24),
+        pg_bin_dir=dict(type='path'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    level = params['level']
+    depth = V.LEVELS.index(level)
+    result = dict(changed=False, level=level, cleaned=[], checks=[])
+    findings = result['checks']
+    make_interruptible()  # a stopped run still drops its scratch database
+
+    try:
+        validate(params)
+        path, manifest = V.pick_backup(params['backup'], params['dest'], params['source_database'])
+        result['backup'] = path
+        database = manifest.get('database')
+
+        problems = V.verify_checksums(path, manifest)
+        findings.append(fail_or('checksum', not problems,
+                                'all %d file(s) match their sha256' % len(manifest.get('files') or [])
+                                if not problems else '; '.join('%s: %s' % p for p in problems),
+                                value=len(problems), unit='count', obj='backup=%s' % manifest.get('id')))
+
+        client = None
+        if depth >= 1:
+            # pg_restore reads archives of its own and older pg_dump versions.
+            client_major = int(str(manifest.get('client_version') or '0').split('.')[0] or 0)
+            client = B.find_client(client_major, manifest.get('client_version'), params['pg_bin_dir'],
+                                   tools=('pg_restore',))
+            ok, message, _missing = V.verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest)
+            findings.append(fail_or('catalog', ok, message, obj='backup=%s' % manifest.get('id')))
+
+        if depth >= 2 and not module.check_mode:
+            run_restore(module, params, path, manifest, database, client, result)
+
+        if params['dest']:
+            entry = V.newest_good(params['dest'], database)
+            if entry is None:
+                findings.append(C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s'
+                                          % (database, params['dest']), unit='hours', obj='db=%s' % database))
+            else:
+                hours = (B.utcnow() - entry['finished_at']).total_seconds() / 3600.0
+                findings.append(V.age_check('backup_age', hours, params['rpo_hours'], entry))
+
+        # Integrity decides the result; restore_time and backup_age judge objectives, not the backup.
+        verified = [c for c in findings if c['name'] not in ('backup_age', 'restore_time')]
+        result['result'] = 'ok' if all(c['status'] == C.OK for c in verified) else 'failed'
+        if not module.check_mode:
+            record = {
+                'at': B.iso(B.utcnow()),
+                'level': level,
+                'result': result['result'],
+                'restore_seconds': result.get('restore_seconds'),
+                'mismatches': result.get('mismatches', {}),
+                'failed_checks': [c['name'] for c in verified if c['status'] != C.OK],
+                'server': '%s:%s' % (params.get('login_unix_socket') or params.get('login_host') or 'local socket',
+                                     params['login_port']) if level == 'restore' else None,
+            }
+            manifest_path = os.path.join(path, B.MANIFEST)
+            current = B.read_manifest(path)
+            if current is None:
+                raise V.VerifyError('the manifest of %s disappeared or became unreadable during verification' % path)
+            current['verification'] = record
+            B.write_json_atomic(manifest_path, current)
+            result.update(changed=True, verification=record)
+    except AppcareError as exc:
+        module.fail_json(msg='verification failed: %s' % exc, **result)
+    except psycopg2.Error as exc:
+        module.fail_json(msg='verification failed: %s' % db_error_text(exc), **result)
+    except OSError as exc:
+        module.fail_json(msg='verification failed: %s: %s' % (exc.filename or '', exc.strerror or exc), **result)
+
+    result['status'] = C.worst_status(findings)
+    module.exit_json(**result)
+
+
+def run_restore(module, params, path, manifest, database, client, result):
+    findings = result['checks']
+    scratch_name = params['scratch_db'] or ('%s%s' % (V.SCRATCH_PREFIX, B.safe_name(database or 'db')))[:63]
+    result['scratch_db'] = scratch_name
+    with Session(params, 'appcare.maintenance.pg_backup_verify', read_only=False) as admin:
+        server_major = admin.one("SELECT current_setting('server_version_num')::int / 10000 AS major")['major']
+        if server_major > client['major']:
+            client.update(B.find_client(server_major, str(server_major), params['pg_bin_dir'], tools=('pg_restore',)))
+        pg_restore = os.path.join(client['bin_dir'], 'pg_restore')
+        scratch = V.Scratch(admin, scratch_name)
+        result['cleaned'] = scratch.clean_abandoned()
+        scratch.create(forbidden={database, params['login_db']})
+        try:
+            env = dict(os.environ)
+            env.pop('PGOPTIONS', None)
+            kwargs = connect_kwargs(params, 'appcare.maintenance.pg_backup_verify')
+            env.update({'PGHOST': str(kwargs.get('host', '')), 'PGPORT': str(kwargs['port']), 'PGUSER': kwargs['user'],
+                        'PGSSLMODE': kwargs['sslmode'], 'PGCONNECT_TIMEOUT': str(kwargs['connect_timeout']),
+                        'PGAPPNAME': 'appcare.maintenance.pg_backup_verify'})
+            if not kwargs.get('host'):
+                env.pop('PGHOST')
+            if kwargs.get('password'):
+                env['PGPASSWORD'] = kwargs['password']
+            if kwargs.get('sslrootcert'):
+                env['PGSSLROOTCERT'] = kwargs['sslrootcert']
+            try:
+                seconds = V.restore(pg_restore, env, path, manifest, scratch_name, params['jobs'], params['no_owner'])
+            except V.RestoreFailed as exc:
+                result['restore_seconds'] = round(exc.seconds, 3)
+                findings.append(C.finding('restore', C.CRITICAL, str(exc), obj='db=%s' % scratch_name))
+                return
+            result['restore_seconds'] = round(seconds, 3)
+            findings.append(C.finding('restore', C.OK, 'restored into %s in %.1f s' % (scratch_name, seconds),
+                                      value=round(seconds, 3), unit='seconds', obj='db=%s' % scratch_name))
+
+            def connect(dbname):
+                conn = psycopg2.connect(**dict(kwargs, dbname=dbname))
+                return conn
+
+            mismatches = V.count_rows(connect, scratch_name, manifest.get('row_counts'))
+            result['mismatches'] = mismatches
+            counted = len(manifest.get('row_counts') or {})
+            findings.append(fail_or(
+                'row_counts', not mismatches,
+                'all %d tables have the row counts of the manifest' % counted if not mismatches else
+                '%d of %d tables differ from the manifest: %s' % (
+                    len(mismatches), counted, '; '.join('%s expected %s, restored %s' % (t, m['expected'], m['restored'])
+                                                        for t, m in sorted(mismatches.items())[:10])),
+                value=len(mismatches), unit='count', obj='db=%s' % scratch_name))
+            if params['smoke_queries']:
+                smoke = V.run_smoke_queries(connect, scratch_name, params['smoke_queries'])
+                failed = [s for s in smoke if not s['ok']]
+                findings.append(fail_or(
+                    'smoke_queries', not failed,
+                    'all %d smoke queries passed' % len(smoke) if not failed else
+                    '; '.join('%s: %s' % (s['name'], s['message']) for s in failed),
+                    value=len(failed), unit='count', obj='db=%s' % scratch_name, results=smoke))
+            rto = params['rto_minutes']
+            findings.append(C.evaluate('restore_time', round(seconds / 60.0, 3), round(0.8 * rto, 3), rto, C.ABOVE,
+                                       unit='minutes', obj='db=%s' % database,
+                                       message='restore took {value} min (RTO %s min)' % rto))
+        finally:
+            scratch.drop()
+
+
+if __name__ == '__main__':
+    main()
