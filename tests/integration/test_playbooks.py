@@ -106,6 +106,8 @@ def test_daily_playbook_backs_up_when_a_destination_is_set(tmp_path, target):
     manifest = json.loads((backups[0] / 'manifest.json').read_text())
     assert manifest['row_counts'] == {'public.applications': 250}
     assert 'backup: %s' % backups[0] in proc.stdout
+    assert 'verification (catalog): OK - checksum OK, catalog OK, backup_age OK' in proc.stdout
+    assert manifest['verification']['result'] == 'ok' and manifest['verification']['level'] == 'catalog'
     check = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory,
                          extra_vars={'appcare_targets': 'all'}, options=['--check'])
     assert check.returncode == 0, check.stdout
