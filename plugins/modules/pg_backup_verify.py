@@ -260,7 +260,7 @@ def main():
         client = None
         if depth >= 1:
             # pg_restore reads archives of its own and older pg_dump versions.
-            client_major = int(str(manifest.get('client_version') or '0').split('.')[0] or 0)
+            client_major = int(str(manifest.get('client_version') or '0').split('.', maxsplit=1)[0] or 0)
             client = B.find_client(client_major, manifest.get('client_version'), params['pg_bin_dir'],
                                    tools=('pg_restore',))
             ok, message, _missing = V.verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest)

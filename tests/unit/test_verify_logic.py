@@ -32,8 +32,8 @@ def make_backup(root, name, database, finished, content=b'PGDMP data', verificat
 
 def test_pick_latest_of_a_database(tmp_path):
     make_backup(str(tmp_path), 'a-1', 'a', '2026-01-01T00:00:00.000000Z')
-    newest_a, _ = make_backup(str(tmp_path), 'a-2', 'a', '2026-01-03T00:00:00.000000Z')
-    newest, _ = make_backup(str(tmp_path), 'b-1', 'b', '2026-01-04T00:00:00.000000Z')
+    newest_a = make_backup(str(tmp_path), 'a-2', 'a', '2026-01-03T00:00:00.000000Z')[0]
+    newest = make_backup(str(tmp_path), 'b-1', 'b', '2026-01-04T00:00:00.000000Z')[0]
     assert V.pick_backup('latest', str(tmp_path))[0] == newest
     assert V.pick_backup('latest', str(tmp_path), 'a')[0] == newest_a
     with pytest.raises(V.VerifyError, match='no complete backup of database c'):
