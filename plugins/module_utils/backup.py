@@ -226,6 +226,17 @@ def fsync_tree(root):
     fsync_path(root)
 
 
+def sha256_file(path):
+    """(bytes, sha256 hex digest) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b''):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
 def file_digests(root):
     """[{path, bytes, sha256}] of every file under ``root`` (paths relative to it), sorted."""
     entries = []
@@ -236,13 +247,8 @@ def file_digests(root):
             rel = os.path.relpath(full, root)
             if rel == MANIFEST:
                 continue
-            digest = hashlib.sha256()
-            size = 0
-            with open(full, 'rb') as handle:
-                for chunk in iter(lambda: handle.read(1024 * 1024), b''):
-                    digest.update(chunk)
-                    size += len(chunk)
-            entries.append({'path': rel, 'bytes': size, 'sha256': digest.hexdigest()})
+            size, digest = sha256_file(full)
+            entries.append({'path': rel, 'bytes': size, 'sha256': digest})
     return entries
 
 

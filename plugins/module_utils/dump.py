@@ -19,7 +19,11 @@ import threading
 from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text, target_label
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    client_env,
+    db_error_text,
+    target_label,
+)
 
 try:
     import psycopg2
@@ -120,22 +124,7 @@ class DumpRun(object):
         return os.path.join(self.client['bin_dir'], name)
 
     def _env(self):
-        """libpq settings for the client tools; the password travels here, never on the command line."""
-        p = self.params
-        env = dict(os.environ)
-        for key in ('PGPASSWORD', 'PGSERVICE', 'PGOPTIONS'):
-            env.pop(key, None)
-        host = p.get('login_unix_socket') or p.get('login_host')
-        if host:
-            env['PGHOST'] = host
-        env.update({'PGPORT': str(p['login_port']), 'PGUSER': p['login_user'], 'PGDATABASE': p['login_db'],
-                    'PGSSLMODE': p['ssl_mode'], 'PGCONNECT_TIMEOUT': str(p['connect_timeout']),
-                    'PGAPPNAME': 'appcare.maintenance.pg_backup'})
-        if p.get('login_password'):
-            env['PGPASSWORD'] = p['login_password']
-        if p.get('ca_cert'):
-            env['PGSSLROOTCERT'] = p['ca_cert']
-        return env
+        return client_env(self.params, 'appcare.maintenance.pg_backup')
 
     def _run_tool(self, argv, what):
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env(),

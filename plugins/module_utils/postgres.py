@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -107,6 +108,25 @@ def connect_kwargs(params, application_name, lock_timeout=None, read_only=False)
         options.append('-c lock_timeout=%d' % int(lock_timeout * 1000))
     kwargs['options'] = ' '.join(options)
     return kwargs
+
+
+def client_env(params, application_name, dbname=None):
+    """Environment for libpq client tools (pg_dump, pg_restore): the password travels here, never on
+    the command line. ``dbname`` defaults to O(login_db)."""
+    env = dict(os.environ)
+    for key in ('PGHOST', 'PGPASSWORD', 'PGSERVICE', 'PGOPTIONS', 'PGSSLROOTCERT'):
+        env.pop(key, None)
+    host = params.get('login_unix_socket') or params.get('login_host')
+    if host:
+        env['PGHOST'] = host
+    env.update({'PGPORT': str(params['login_port']), 'PGUSER': params['login_user'],
+                'PGDATABASE': dbname or params['login_db'], 'PGSSLMODE': params['ssl_mode'],
+                'PGCONNECT_TIMEOUT': str(params['connect_timeout']), 'PGAPPNAME': application_name})
+    if params.get('login_password'):
+        env['PGPASSWORD'] = params['login_password']
+    if params.get('ca_cert'):
+        env['PGSSLROOTCERT'] = params['ca_cert']
+    return env
 
 
 def describe_connect_error(params, exc):

@@ -11,7 +11,6 @@ database it did not create.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import time
@@ -79,18 +78,13 @@ def verify_checksums(path, manifest):
     for entry in manifest.get('files') or []:
         full = os.path.join(path, entry['path'])
         try:
-            digest = hashlib.sha256()
-            size = 0
-            with open(full, 'rb') as handle:
-                for chunk in iter(lambda: handle.read(1024 * 1024), b''):
-                    digest.update(chunk)
-                    size += len(chunk)
+            size, digest = B.sha256_file(full)
         except OSError as exc:
             problems.append((entry['path'], 'unreadable: %s' % exc.strerror))
             continue
         if size != entry['bytes']:
             problems.append((entry['path'], 'size %d, manifest says %d' % (size, entry['bytes'])))
-        elif digest.hexdigest() != entry['sha256']:
+        elif digest != entry['sha256']:
             problems.append((entry['path'], 'sha256 differs from the manifest'))
     if not manifest.get('files'):
         problems.append(('manifest.json', 'lists no files'))

@@ -192,6 +192,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import verify 
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     Session,
+    client_env,
     connect_kwargs,
     connection_argument_spec,
     db_error_text,
@@ -323,18 +324,8 @@ def run_restore(module, params, path, manifest, database, client, result):
         result['cleaned'] = scratch.clean_abandoned()
         scratch.create(forbidden={database, params['login_db']})
         try:
-            env = dict(os.environ)
-            env.pop('PGOPTIONS', None)
+            env = client_env(params, 'appcare.maintenance.pg_backup_verify', dbname=scratch_name)
             kwargs = connect_kwargs(params, 'appcare.maintenance.pg_backup_verify')
-            env.update({'PGHOST': str(kwargs.get('host', '')), 'PGPORT': str(kwargs['port']), 'PGUSER': kwargs['user'],
-                        'PGSSLMODE': kwargs['sslmode'], 'PGCONNECT_TIMEOUT': str(kwargs['connect_timeout']),
-                        'PGAPPNAME': 'appcare.maintenance.pg_backup_verify'})
-            if not kwargs.get('host'):
-                env.pop('PGHOST')
-            if kwargs.get('password'):
-                env['PGPASSWORD'] = kwargs['password']
-            if kwargs.get('sslrootcert'):
-                env['PGSSLROOTCERT'] = kwargs['sslrootcert']
             try:
                 seconds = V.restore(pg_restore, env, path, manifest, scratch_name, params['jobs'], params['no_owner'])
             except V.RestoreFailed as exc:
