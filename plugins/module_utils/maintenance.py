@@ -1,0 +1,288 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What pg_reindex and pg_vacuum share: the run lock, the time budget, lock-timeout retries with
+backoff, the check for long transactions that would make maintenance wait, name resolution and the
+privilege test.
+
+Maintenance statements run on a *work* session of their own (``lock_timeout`` and an operation
+``statement_timeout`` set in its startup packet); catalogue reads run on the module's read-only session,
+which also holds the run's advisory lock.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import Session, db_error_text
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by require_psycopg2()
+    psycopg2 = None
+    sql = None
+
+DB_ERRORS = (psycopg2.Error,) if psycopg2 is not None else ()
+LOCK_CLASS = 0x6170636d & 0x7fffffff  # 'apcm'
+LOCK_NOT_AVAILABLE = '55P03'
+QUERY_CANCELED = '57014'
+
+# Results of one action.
+PLANNED = 'planned'
+DONE = 'done'
+FAILED = 'failed'
+POSTPONED = 'postponed'
+
+
+class RunLocked(AppcareError):
+    """Another run of the same maintenance module holds the database's run lock."""
+
+
+def maintenance_argument_spec(default_lock_timeout=5):
+    """Options shared by pg_reindex and pg_vacuum (documented in both modules)."""
+    return dict(
+        lock_timeout=dict(type='float', default=default_lock_timeout),
+        lock_retries=dict(type='int', default=3),
+        lock_retry_delay=dict(type='float', default=5),
+        operation_timeout=dict(type='int', default=3600),
+        max_duration=dict(type='int', default=3600),
+    )
+
+
+def validate_maintenance_params(params):
+    if params['lock_timeout'] is None or not params['lock_timeout'] > 0:
+        raise ConfigurationError('lock_timeout must be more than 0 seconds, got %s' % params['lock_timeout'])
+    if params['lock_retries'] < 0:
+        raise ConfigurationError('lock_retries must be 0 or more, got %s' % params['lock_retries'])
+    if params['lock_retry_delay'] < 0:
+        raise ConfigurationError('lock_retry_delay must be 0 or more seconds, got %s' % params['lock_retry_delay'])
+    if params['operation_timeout'] < 0:
+        raise ConfigurationError('operation_timeout must be 0 (no limit) or more seconds, got %s'
+                                 % params['operation_timeout'])
+    if params['max_duration'] < 0:
+        raise ConfigurationError('max_duration must be 0 (no limit) or more seconds, got %s' % params['max_duration'])
+
+
+def qualified(schema, name):
+    """``schema.name`` quoted like PostgreSQL does (only where needed), for messages and results."""
+    def quote(part):
+        if part and part == part.lower() and part.replace('_', 'a').isalnum() and not part[0].isdigit():
+            return part
+        return '"%s"' % part.replace('"', '""')
+    return '%s.%s' % (quote(schema), quote(name))
+
+
+def split_name(text):
+    """'schema.name' or 'name' (double quotes allowed) -> (schema or None, name)."""
+    parts, current, quoted, i = [], '', False, 0
+    text = (text or '').strip()
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            if quoted and i + 1 < len(text) and text[i + 1] == '"':
+                current += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif char == '.' and not quoted:
+            parts.append(current)
+            current = ''
+        else:
+            current += char if quoted else char.lower()
+        i += 1
+    parts.append(current)
+    if quoted or len(parts) > 2 or not all(parts):
+        raise ConfigurationError('%r is not a valid name; use name or schema.name' % text)
+    return (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def resolve(session, names, relkinds, what):
+    """Resolve names to ``{oid: requested name}``; unqualified names are looked up in every schema
+    except the system ones and must be unambiguous. A name that does not exist is an error: an explicit
+    list names work the user expects to be done."""
+    resolved = {}
+    for text in names or []:
+        schema, name = split_name(text)
+        rows = session.query(
+            "SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = %s AND c.relkind = ANY(%s) AND (n.nspname = %s OR (%s IS NULL AND n.nspname "
+            "NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%%' "
+            "AND n.nspname NOT LIKE 'pg_toast_temp%%'))",
+            (name, list(relkinds), schema, schema))
+        if not rows and schema is None:
+            rows = session.query("SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                 "WHERE c.relname = %s AND c.relkind = ANY(%s) AND n.nspname = 'pg_catalog'",
+                                 (name, list(relkinds)))
+        if not rows:
+            raise ConfigurationError('%s %s does not exist in database %s' % (what, text, session.params['login_db']))
+        if len(rows) > 1:
+            raise ConfigurationError('%s %s is ambiguous (in schemas %s); qualify it as schema.name'
+                                     % (what, text, ', '.join(sorted(r['nspname'] for r in rows))))
+        resolved[rows[0]['oid']] = text
+    return resolved
+
+
+def maintain_privilege_sql(server_version_num, table_expr):
+    """SQL (boolean) telling whether the current role may VACUUM/REINDEX the table ``table_expr`` (an
+    OID expression): MAINTAIN on PostgreSQL 17+, otherwise ownership (or superuser)."""
+    if server_version_num >= 170000:
+        return "has_table_privilege(%s, 'MAINTAIN')" % table_expr
+    return ("(pg_has_role((SELECT relowner FROM pg_class WHERE oid = %s), 'USAGE') OR "
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user))" % table_expr)
+
+
+class RunLock(object):
+    """Session advisory lock on the read session: one run of a module per database at a time."""
+
+    def __init__(self, session, kind):
+        self.session = session
+        self.kind = kind
+        self.key = zlib.crc32(kind.encode('utf-8')) & 0x7fffffff
+        self.held = False
+
+    def acquire(self):
+        row = self.session.one('SELECT pg_try_advisory_lock(%s, %s) AS got', (LOCK_CLASS, self.key))
+        if row['got']:
+            self.held = True
+            return
+        holder = self.session.one(
+            "SELECT a.pid, a.application_name, a.usename, "
+            "round(extract(epoch FROM now() - a.backend_start)::numeric, 0) AS seconds "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s AND l.objsubid = 2 "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.granted",
+            (LOCK_CLASS, self.key))
+        who = ''
+        if holder and holder.get('pid'):
+            who = ' (pid %s, application %r, user %s, connected %s s ago)' % (
+                holder['pid'], holder['application_name'], holder['usename'], holder['seconds'])
+        raise RunLocked('another %s run is working on database %s%s; refusing to run two at once'
+                        % (self.kind, self.session.params['login_db'], who))
+
+    def release(self):
+        if self.held:
+            try:
+                self.session.one('SELECT pg_advisory_unlock(%s, %s) AS ok', (LOCK_CLASS, self.key))
+            except Exception:  # pylint: disable=broad-except
+                pass  # the lock ends with the session anyway
+            self.held = False
+
+
+class Budget(object):
+    """``max_duration`` seconds from the start of the run; 0 means no limit."""
+
+    def __init__(self, seconds, clock=time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self.started = clock()
+
+    def elapsed(self):
+        return self.clock() - self.started
+
+    def exhausted(self):
+        return bool(self.seconds) and self.elapsed() >= self.seconds
+
+    def remaining(self):
+        return None if not self.seconds else max(0.0, self.seconds - self.elapsed())
+
+
+def open_work_session(params, application_name):
+    """The session maintenance statements run on: read-write, ``lock_timeout`` from the options and the
+    operation timeout as its ``statement_timeout``."""
+    work_params = dict(params, statement_timeout=params['operation_timeout'])
+    return Session(work_params, application_name, read_only=False, lock_timeout=params['lock_timeout'])
+
+
+def blockers(session, table_oid, older_than, exclude_pids):
+    """Transactions open for more than ``older_than`` seconds that would make a concurrent maintenance
+    statement on the table wait: those holding a lock on the table, and those holding a snapshot in the
+    database (REINDEX CONCURRENTLY waits for both). Empty when the role cannot see other sessions."""
+    return session.query(
+        "SELECT a.pid, a.application_name, a.usename, a.state, "
+        "round(extract(epoch FROM now() - a.xact_start)::numeric, 1)::float AS seconds, "
+        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'relation' "
+        "        AND l.relation = %(table)s AND l.database = (SELECT oid FROM pg_database "
+        "        WHERE datname = current_database())) AS holds_table_lock "
+        "FROM pg_stat_activity a "
+        "WHERE a.datname = current_database() AND a.backend_type = 'client backend' "
+        "AND a.pid <> ALL(%(exclude)s) AND a.xact_start < now() - make_interval(secs => %(age)s) "
+        "AND (a.backend_xmin IS NOT NULL OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid "
+        "     AND l.locktype = 'relation' AND l.relation = %(table)s)) "
+        "ORDER BY a.xact_start",
+        {'table': table_oid, 'exclude': list(exclude_pids), 'age': float(older_than)})
+
+
+def describe_blockers(rows):
+    first = rows[0]
+    what = 'holds a lock on the table' if first['holds_table_lock'] else 'holds a snapshot'
+    more = ' (and %d more)' % (len(rows) - 1) if len(rows) > 1 else ''
+    return ('a transaction open for %s s (pid %s, application %r, user %s, %s) %s%s'
+            % (first['seconds'], first['pid'], first['application_name'], first['usename'], first['state'], what, more))
+
+
+class LockWait(Exception):
+    """One attempt could not get its locks in time (a lock_timeout, or a precheck saw a blocker)."""
+
+
+def run_with_retries(params, budget, attempt_fn, sleep=time.sleep):
+    """Call ``attempt_fn(attempt)`` until it returns, retrying ``LockWait`` up to ``lock_retries`` times
+    with exponential backoff (``lock_retry_delay``, doubled each time, never past the budget).
+
+    Returns ``(value, attempts, None)`` on success, or ``(None, attempts, last LockWait message)`` when
+    every attempt waited in vain. Other exceptions propagate.
+    """
+    attempts = 0
+    delay = params['lock_retry_delay']
+    while True:
+        attempts += 1
+        try:
+            return attempt_fn(attempts), attempts, None
+        except LockWait as exc:
+            last = str(exc)
+        if attempts > params['lock_retries']:
+            return None, attempts, last
+        remaining = budget.remaining()
+        if remaining is not None and remaining <= delay:
+            return None, attempts, last + '; the time budget leaves no room for another attempt'
+        sleep(delay)
+        delay *= 2
+
+
+def is_lock_timeout(exc):
+    return getattr(exc, 'pgcode', None) == LOCK_NOT_AVAILABLE
+
+
+def error_text(exc):
+    if getattr(exc, 'pgcode', None) == QUERY_CANCELED:
+        return 'cancelled after operation_timeout: %s' % db_error_text(exc)
+    return db_error_text(exc)
+
+
+def run_findings(actions, failed_name, postponed_name, what, key):
+    """The ``<module>_failures`` (critical) and ``<module>_postponed`` (warning) findings of a run;
+    ``key`` names the action field that identifies its object (``index``, ``table``)."""
+    failed = [a for a in actions if a['result'] == FAILED]
+    postponed = [a for a in actions if a['result'] == POSTPONED]
+    findings = [
+        C.evaluate(failed_name, len(failed), critical=0, unit='count',
+                   message=('{value} %s failed: %s' % (what, '; '.join('%s: %s' % (a[key], a['message'])
+                                                                      for a in failed)))
+                   if failed else 'no %s failed' % what),
+        C.evaluate(postponed_name, len(postponed), warning=0, unit='count',
+                   message=('{value} %s postponed: %s' % (what, '; '.join('%s: %s' % (a[key], a['message'])
+                                                                         for a in postponed)))
+                   if postponed else 'nothing postponed'),
+    ]
+    return findings
+
+
+def identifier(schema, name):
+    return sql.SQL('{}.{}').format(sql.Identifier(schema), sql.Identifier(name))
+
+
+def render(session, composed):
+    return composed.as_string(session.conn)

@@ -1,0 +1,403 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_reindex: find the indexes worth rebuilding and rebuild them one at a time with
+REINDEX INDEX CONCURRENTLY, cleaning what a failed rebuild leaves behind.
+
+A failed REINDEX CONCURRENTLY leaves an invalid ``<name>_ccnew[N]`` index (before the swap) or
+``<name>_ccold[N]`` (after it) that PostgreSQL still maintains on every write; they are dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import target_label
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by require_psycopg2()
+    psycopg2 = None
+    sql = None
+
+LEFTOVER_RE = re.compile(r'_cc(new|old)[0-9]*$')
+BLOAT_METHODS = ('estimate', 'pgstattuple')
+ORDER = {'leftover': 0, 'invalid': 1, 'requested': 2, 'bloat': 3}
+
+INDEXES_SQL = """
+SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, i.indrelid AS table_oid,
+       t.relname AS table_name, ic.relkind, am.amname AS method, i.indisvalid AS valid,
+       pg_relation_size(i.indexrelid) AS size, ic.reltuples::float AS reltuples,
+       t.reltuples::float AS table_reltuples, ic.reloptions, pg_get_indexdef(i.indexrelid) AS definition,
+       EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x') AS exclusion,
+       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = i.indrelid
+               AND p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())) AS building,
+       {privilege} AS can_maintain
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_am am ON am.oid = ic.relam
+WHERE i.indexrelid = ANY(%(explicit)s)
+   OR (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%%'
+       AND n.nspname NOT LIKE 'pg\\_toast\\_temp%%')
+"""
+
+LEAF_PARTITIONS_SQL = "SELECT relid::oid AS oid FROM pg_partition_tree(%s::oid::regclass) WHERE isleaf"
+
+
+def _shape(definition):
+    # "CREATE [UNIQUE] INDEX name ON tbl USING ..." -> what the index is, without its name.
+    head, _sep, tail = definition.partition(' ON ')
+    return ('UNIQUE' in head.split(' INDEX ', 1)[0], tail)
+
+
+def is_leftover(ix, siblings):
+    """A ``_ccnew``/``_ccold`` index REINDEX CONCURRENTLY left behind: invalid, or a valid exact
+    duplicate of another valid index of the table (a failure between the swap and the drop)."""
+    if ix['relkind'] != 'i' or not LEFTOVER_RE.search(ix['name']):
+        return False
+    if not ix['valid']:
+        return True
+    shape = _shape(ix['definition'])
+    return any(other['oid'] != ix['oid'] and other['valid'] and not LEFTOVER_RE.search(other['name'])
+               and _shape(other['definition']) == shape for other in siblings)
+
+
+def parse_size(text):
+    """'10MB', '512 kB', '1GB', or a number of bytes -> bytes."""
+    if text is None:
+        return 0
+    match = re.match(r'^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)[iI]?[bB]?\s*$', str(text))
+    if not match:
+        raise ConfigurationError('min_size: %r is not a size (use for example 10MB, 512kB or a number of bytes)'
+                                 % text)
+    factor = {'': 1, 'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3, 't': 1024 ** 4}[match.group(2).lower()]
+    return int(float(match.group(1)) * factor)
+
+
+class Reindexer(object):
+    """Plans (read-only) and then executes the rebuilds of one database."""
+
+    def __init__(self, session, params, server_version_num):
+        self.session = session
+        self.params = params
+        self.version = server_version_num
+        self.exclude = [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        self.min_size = parse_size(params['min_size'])
+        self.notes = []
+        self.work = None
+        self.work_pid = None
+
+    # -- planning ---------------------------------------------------------------------------------
+    def catalogue(self, explicit):
+        query = INDEXES_SQL.replace('{privilege}', M.maintain_privilege_sql(self.version, 'i.indrelid'))
+        return self.session.query(query, {'explicit': list(explicit)})
+
+    def plan(self):
+        """Return ``(actions, skipped)``: actions in execution order, each with its SQL."""
+        explicit = M.resolve(self.session, self.params['indexes'], ('i', 'I'), 'index')
+        rows = self.catalogue(explicit)
+        by_oid = dict((row['oid'], row) for row in rows)
+        by_table = {}
+        for row in rows:
+            by_table.setdefault(row['table_oid'], []).append(row)
+        skipped = []
+        requested = {}
+        for oid, text in explicit.items():
+            row = by_oid[oid]
+            if row['relkind'] == 'I':
+                leaves = [r['oid'] for r in self.session.query(LEAF_PARTITIONS_SQL, (oid,))]
+                skipped.append(self._skip(row, 'requested', 'partitioned index: its %d partition index(es) are '
+                                          'rebuilt one by one' % len(leaves)))
+                extra = [leaf for leaf in leaves if leaf not in by_oid]
+                if extra:
+                    for leaf_row in self.catalogue(extra):
+                        by_oid[leaf_row['oid']] = leaf_row
+                for leaf in leaves:
+                    requested.setdefault(leaf, 'requested (partition of %s)' % text)
+            else:
+                requested[oid] = 'requested'
+
+        candidates = []
+        for row in by_oid.values():
+            reason = None
+            if is_leftover(row, by_table.get(row['table_oid'], [])):
+                reason = 'leftover'
+            elif not row['valid']:
+                reason = 'invalid'
+            elif row['oid'] in requested:
+                reason = 'requested'
+            if reason:
+                candidates.append((row, reason))
+
+        bloat_rows = [row for row in by_oid.values()
+                      if row['valid'] and row['relkind'] == 'i' and row['method'] == 'btree'
+                      and row['size'] >= self.min_size and row['schema'] not in SYSTEM_SCHEMAS
+                      and row['schema'] not in self.exclude and not is_leftover(row, by_table.get(row['table_oid'], []))]
+        self._measure_bloat(bloat_rows + [row for row, reason in candidates if reason == 'requested'
+                                          and row not in bloat_rows and row['method'] == 'btree'])
+        chosen = set(row['oid'] for row, _reason in candidates)
+        for row in bloat_rows:
+            if row['oid'] not in chosen and row.get('bloat_percent') is not None \
+                    and row['bloat_percent'] > self.params['min_bloat_percent']:
+                candidates.append((row, 'bloat'))
+
+        actions = []
+        for row, reason in candidates:
+            why_not = self._why_skip(row, reason, row['oid'] in requested)
+            if why_not:
+                skipped.append(self._skip(row, reason, why_not))
+                continue
+            actions.append(self._action(row, reason, requested.get(row['oid'])))
+        actions.sort(key=lambda a: (ORDER[a['reason']], -(a.get('bloat_bytes') or 0), a['index']))
+        return actions, skipped
+
+    def _measure_bloat(self, rows):
+        if not rows:
+            return
+        method = self.params['bloat_method']
+        if method == 'pgstattuple':
+            schema = BL.pgstattuple_schema(self.session)
+            if schema is None:
+                self.notes.append('bloat_method=pgstattuple: the pgstattuple extension is not installed in '
+                                  'database %s; bloat was estimated from statistics instead' % self.params['login_db'])
+            else:
+                try:
+                    BL.measure_indexes(self.session, rows, schema)
+                    return
+                except psycopg2.Error as exc:
+                    self.notes.append('bloat_method=pgstattuple failed (%s); bloat was estimated from statistics '
+                                      'instead' % M.error_text(exc))
+        BL.estimate_indexes(self.session, rows)
+
+    def _why_skip(self, row, reason, explicit):
+        if row['schema'] in SYSTEM_SCHEMAS:
+            return 'system catalog index'
+        if row['schema'] in self.exclude and not explicit:
+            return 'schema %s is excluded (exclude_schemas)' % row['schema']
+        if row['relkind'] == 'I':
+            return ('partitioned index: REINDEX cannot make it valid; attach a valid index of every partition '
+                    '(ALTER INDEX ... ATTACH PARTITION)' if not row['valid'] else
+                    'partitioned index: its partitions are rebuilt one by one')
+        if row['exclusion'] and reason != 'leftover':
+            return 'exclusion-constraint index: REINDEX CONCURRENTLY does not support it (a plain REINDEX would ' \
+                   'block writes)'
+        if row['building']:
+            return 'an index is being built on table %s right now' % M.qualified(row['schema'], row['table_name'])
+        if not row['can_maintain']:
+            return ('login role %s may not %s it (it needs to own table %s%s)'
+                    % (self.params['login_user'], 'drop' if reason == 'leftover' else 'rebuild',
+                       M.qualified(row['schema'], row['table_name']),
+                       ', or have MAINTAIN on it' if self.version >= 170000 and reason != 'leftover' else ''))
+        return None
+
+    def _skip(self, row, reason, why):
+        return {'index': M.qualified(row['schema'], row['name']),
+                'table': M.qualified(row['schema'], row['table_name']), 'reason': reason, 'skip_reason': why}
+
+    def _action(self, row, reason, requested_as):
+        name = M.identifier(row['schema'], row['name'])
+        if reason == 'leftover':
+            statement = sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(name)
+            detail = 'left behind by a failed REINDEX CONCURRENTLY (%s)' % ('invalid' if not row['valid']
+                                                                             else 'duplicate of a valid index')
+        else:
+            statement = sql.SQL('REINDEX INDEX CONCURRENTLY {}').format(name)
+            if reason == 'invalid':
+                detail = 'invalid index (a failed CREATE INDEX CONCURRENTLY or REINDEX)'
+            elif reason == 'requested':
+                detail = requested_as
+            else:
+                detail = '%s%% %s bloat (%s of %s)' % (
+                    row['bloat_percent'], 'estimated' if row['bloat_method'] == 'estimate' else 'measured',
+                    C.human_bytes(row['bloat_bytes']), C.human_bytes(row['size']))
+        return {
+            'index': M.qualified(row['schema'], row['name']),
+            'table': M.qualified(row['schema'], row['table_name']),
+            'reason': reason, 'detail': detail,
+            'operation': 'drop' if reason == 'leftover' else 'reindex',
+            'sql': M.render(self.session, statement),
+            'size_before': row['size'], 'size_after': None,
+            'bloat_percent': row.get('bloat_percent'), 'bloat_bytes': row.get('bloat_bytes'),
+            'seconds': None, 'attempts': 0, 'result': M.PLANNED, 'message': '',
+            '_row': row,
+        }
+
+    # -- execution --------------------------------------------------------------------------------
+    def execute(self, actions, budget):
+        """Run the planned actions in order; every action ends done, failed or postponed."""
+        for action in actions:
+            if budget.exhausted():
+                action.update(result=M.POSTPONED, message='not started: the time budget (max_duration %s s) '
+                              'was used up' % self.params['max_duration'])
+                continue
+            self._ensure_work_session()
+            started = time.monotonic()
+            try:
+                if action['operation'] == 'drop':
+                    self._drop(action, budget)
+                else:
+                    self._reindex(action, budget)
+            finally:
+                action['seconds'] = round(time.monotonic() - started, 3)
+        for action in actions:
+            action.pop('_row', None)
+
+    def _ensure_work_session(self):
+        if self.work is None or self.work.conn.closed:
+            self.work = M.open_work_session(self.params, 'appcare.maintenance.pg_reindex')
+            self.work_pid = self.work.conn.get_backend_pid()
+
+    def _our_pids(self):
+        return [self.session.conn.get_backend_pid(), self.work_pid]
+
+    def _check_blockers(self, row):
+        rows = M.blockers(self.session, row['table_oid'], self.params['lock_timeout'], self._our_pids())
+        if rows:
+            raise M.LockWait('%s and would make the statement wait' % M.describe_blockers(rows))
+
+    def _run(self, statement):
+        if not isinstance(statement, str):
+            statement = M.render(self.session, statement)
+        try:
+            self.work.query(statement)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
+                raise AppcareError('lost the connection to %s while running "%s": %s'
+                                   % (target_label(self.params), statement, M.error_text(exc)))
+            raise
+
+    def _drop(self, action, budget):
+        row = action['_row']
+
+        def attempt(_attempt):
+            self._check_blockers(row)
+            try:
+                self._run(action['sql'])
+            except psycopg2.Error as exc:
+                if M.is_lock_timeout(exc):
+                    raise M.LockWait('lock timeout: %s' % M.error_text(exc))
+                raise
+            return True
+
+        try:
+            done, attempts, waited = M.run_with_retries(self.params, budget, attempt)
+        except psycopg2.Error as exc:
+            action.update(result=M.FAILED, message=M.error_text(exc))
+            return
+        action['attempts'] = attempts
+        if done:
+            action.update(result=M.DONE, size_after=0, message='dropped')
+        else:
+            action.update(result=M.POSTPONED, message='not dropped after %d attempt(s): %s' % (attempts, waited))
+
+    def _leftovers(self, row):
+        """Invalid _ccnew/_ccold indexes on the table of ``row``, as {oid: qualified name}."""
+        found = self.session.query(
+            "SELECT c.oid, n.nspname AS schema, c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = %s AND NOT i.indisvalid",
+            (row['table_oid'],))
+        return dict((r['oid'], (r['schema'], r['name'])) for r in found if LEFTOVER_RE.search(r['name']))
+
+    def _drop_new_leftovers(self, row, before):
+        """Drop the leftovers a failed attempt created; returns (dropped names, names left)."""
+        dropped, left = [], []
+        for oid, (schema, name) in sorted(self._leftovers(row).items()):
+            if oid in before:
+                continue
+            label = M.qualified(schema, name)
+            try:
+                self._run(sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(M.identifier(schema, name)))
+                dropped.append(label)
+            except psycopg2.Error as exc:
+                left.append('%s (%s)' % (label, M.error_text(exc)))
+        return dropped, left
+
+    def _index_state(self, row):
+        return self.session.one(
+            "SELECT i.indisvalid AS valid, pg_relation_size(c.oid) AS size FROM pg_class c "
+            "JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s", (row['schema'], row['name']))
+
+    def _reindex(self, action, budget):
+        row = action['_row']
+        before = self._leftovers(row)
+        cleanup = {'dropped': [], 'left': []}
+
+        def attempt(_attempt):
+            self._check_blockers(row)
+            try:
+                self._run(action['sql'])
+            except psycopg2.Error as exc:
+                dropped, left = self._drop_new_leftovers(row, before)
+                cleanup['dropped'] += dropped
+                cleanup['left'] += left
+                if M.is_lock_timeout(exc):
+                    raise M.LockWait('lock timeout: %s' % M.error_text(exc))
+                raise
+            except BaseException:
+                # Interrupted (SIGTERM, Ctrl-C): stop the server-side work, then remove what it left.
+                try:
+                    self.work.conn.cancel()
+                    self._drop_new_leftovers(row, before)
+                except Exception:  # pylint: disable=broad-except
+                    pass
+                raise
+            return True
+
+        try:
+            done, attempts, waited = M.run_with_retries(self.params, budget, attempt)
+            error = None
+        except psycopg2.Error as exc:
+            done, attempts, waited, error = None, None, None, M.error_text(exc)
+        state = self._index_state(row)
+        action['attempts'] = attempts or action['attempts']
+        action['leftovers_dropped'] = cleanup['dropped']
+        if cleanup['left']:
+            action['leftovers_left'] = cleanup['left']
+        original = ('the index is %s' % ('valid' if state and state['valid'] else 'still invalid')) if state \
+            else 'the index no longer exists'
+        tail = ''
+        if cleanup['dropped']:
+            tail += '; dropped the leftover %s' % ', '.join(cleanup['dropped'])
+        if cleanup['left']:
+            tail += '; could not drop the leftover %s (the next run drops it)' % ', '.join(cleanup['left'])
+        if done:
+            if state and state['valid']:
+                action.update(result=M.DONE, size_after=state['size'],
+                              message='rebuilt: %s -> %s' % (C.human_bytes(action['size_before']),
+                                                             C.human_bytes(state['size'])) + tail)
+            else:
+                action.update(result=M.FAILED, message='REINDEX finished but %s' % original + tail)
+        elif error:
+            action.update(result=M.FAILED, message='%s; %s%s' % (error, original, tail))
+        else:
+            action.update(result=M.POSTPONED, message='not rebuilt after %d attempt(s): %s; %s%s'
+                          % (attempts, waited, original, tail))
+
+    def close(self):
+        if self.work is not None:
+            self.work.close()
+
+
+def final_checks(session, actions, exclude):
+    """Findings of the run: failures (critical), postponed work (warning) and invalid indexes left."""
+    findings = M.run_findings(actions, 'reindex_failures', 'reindex_postponed', 'index action(s)', 'index')
+    rows = session.query(
+        "SELECT n.nspname AS schema, c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND c.relkind = 'i' "
+        "AND n.nspname <> ALL(%s) AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p "
+        "WHERE p.relid = i.indrelid) ORDER BY 1, 2", (list(SYSTEM_SCHEMAS) + list(exclude),))
+    names = [M.qualified(r['schema'], r['name']) for r in rows]
+    findings.append(C.evaluate('invalid_indexes', len(names), warning=0, unit='count',
+                               message=('{value} invalid index(es) left: %s' % ', '.join(names)) if names
+                               else 'no invalid indexes'))
+    return findings

@@ -1,0 +1,264 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: pg_reindex
+short_description: Rebuild invalid and bloated indexes with REINDEX CONCURRENTLY, without blocking production
+version_added: 0.1.0
+description:
+  - Finds the indexes of one database worth rebuilding and rebuilds them one at a time with
+    C(REINDEX INDEX CONCURRENTLY), which lets reads and writes go on while it works.
+  - "Candidates, in the order they are handled: leftovers of failed C(REINDEX CONCURRENTLY) runs
+    (C(<name>_ccnew[N]) and C(<name>_ccold[N]) indexes that are invalid, or valid exact duplicates of another
+    index), which are dropped with C(DROP INDEX CONCURRENTLY); invalid indexes (a failed
+    C(CREATE INDEX CONCURRENTLY)) that are not being built right now; the indexes listed in O(indexes); and
+    btree indexes of at least O(min_size) whose bloat passes O(min_bloat_percent), largest waste first."
+  - "Skipped, each with its reason in RV(skipped): exclusion-constraint indexes (C(REINDEX CONCURRENTLY)
+    does not support them), system catalogs, schemas in O(exclude_schemas), partitioned indexes (their
+    partitions are rebuilt one by one), tables on which an index is being built, and indexes the login role
+    may not rebuild."
+  - After each rebuild the module checks that the index is valid. When a rebuild fails (for example a unique
+    index over duplicate rows) it drops the invalid C(_ccnew) index the failure left, reports PostgreSQL's
+    message, and goes on with the next index; the original index is left as it was.
+  - A rebuild that cannot get its locks within O(lock_timeout) is retried O(lock_retries) times with backoff,
+    and reported as C(postponed) after that, with nothing left behind.
+  - Bloat is estimated from catalogue statistics by default (see O(bloat_method)).
+author:
+  - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.connection
+  - appcare.maintenance.maintenance
+attributes:
+  check_mode:
+    support: full
+    description: Reads the catalogues only and returns the planned RV(actions) with their SQL.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+options:
+  indexes:
+    description:
+      - Indexes to rebuild whatever their bloat, as C(name) or C(schema.name) (an unqualified name must be
+        unambiguous). A partitioned index stands for all of its partitions' indexes.
+      - Listed indexes are rebuilt even in O(exclude_schemas). A name that does not exist fails the task before
+        anything is done.
+    type: list
+    elements: str
+    default: []
+  min_bloat_percent:
+    description:
+      - Rebuild a btree index whose bloat (wasted share of its size) is above this percentage.
+    type: float
+    default: 30
+  min_size:
+    description:
+      - Only indexes at least this large are judged by bloat (small indexes are cheap to scan and their
+        estimates are noisy). A size such as V(10MB), V(512kB), V(1GB), or a number of bytes.
+    type: str
+    default: 10MB
+  bloat_method:
+    description:
+      - V(estimate) computes the size a freshly built btree would have from the index's row count and the
+        columns' statistics (pg_class, pg_stats) and compares it with the real size. It reads no index page,
+        is as fresh as the last ANALYZE, and under-states the bloat of indexes with many duplicate keys
+        (btree deduplication), never over-states it.
+      - V(pgstattuple) measures the leaf density of each btree index of at least O(min_size) with
+        C(pgstatindex()) from the C(pgstattuple) extension. Exact, but it reads every page of those indexes.
+        When the extension is not installed in the database the estimate is used and a warning says so.
+    type: str
+    choices: [estimate, pgstattuple]
+    default: estimate
+  exclude_schemas:
+    description:
+      - Schemas whose indexes are never picked automatically. The default lists the schemas Supabase manages.
+        System schemas are always excluded.
+    type: list
+    elements: str
+    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
+              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
+              pgtle, topology, tiger, tiger_data]
+seealso:
+  - module: appcare.maintenance.pg_vacuum
+  - module: appcare.maintenance.pg_health_info
+  - name: REINDEX
+    description: PostgreSQL documentation of REINDEX, including "Rebuilding Indexes Concurrently".
+    link: https://www.postgresql.org/docs/current/sql-reindex.html
+'''
+
+EXAMPLES = r'''
+- name: Monthly index maintenance of the application database
+  appcare.maintenance.pg_reindex:
+    login_host: db.internal
+    login_user: ims_owner
+    login_password: "{{ vault_ims_owner_password }}"
+    login_db: ims
+    indexes:
+      - idx_applications_state
+    min_bloat_percent: 30
+    min_size: 10MB
+    max_duration: 1800
+  register: reindex
+
+- name: What would be rebuilt, and with which SQL
+  appcare.maintenance.pg_reindex:
+    login_db: ims
+  check_mode: true
+  register: plan
+
+- name: Exact bloat measurement with pgstattuple, careful locking on a busy server
+  appcare.maintenance.pg_reindex:
+    login_db: ims
+    bloat_method: pgstattuple
+    lock_timeout: 2
+    lock_retries: 5
+    lock_retry_delay: 10
+'''
+
+RETURN = r'''
+actions:
+  description:
+    - What was planned and done, one entry per index in the order handled.
+    - C(result) is V(planned) (check mode), V(done), V(failed) (PostgreSQL's error is in C(message)) or
+      V(postponed) (locks not available after the retries, or the time budget used up).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - index: public.idx_applications_state
+      table: public.applications
+      reason: bloat
+      detail: 62.5% estimated bloat (28.1 MB of 45.0 MB)
+      operation: reindex
+      sql: REINDEX INDEX CONCURRENTLY "public"."idx_applications_state"
+      size_before: 47185920
+      size_after: 17694720
+      bloat_percent: 62.5
+      bloat_bytes: 29491200
+      seconds: 4.21
+      attempts: 1
+      result: done
+      message: "rebuilt: 45.0 MB -> 16.9 MB"
+      leftovers_dropped: []
+skipped:
+  description: Candidates that were not touched, with C(skip_reason).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - index: public.bookings_room_during_excl
+      table: public.bookings
+      reason: invalid
+      skip_reason: "exclusion-constraint index: REINDEX CONCURRENTLY does not support it (a plain REINDEX would
+        block writes)"
+checks:
+  description:
+    - C(reindex_failures) (critical above 0), C(reindex_postponed) (warning above 0) and C(invalid_indexes)
+      (invalid indexes left after the run, warning above 0), in the collection's uniform shape.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: reindex_failures
+      status: ok
+      value: 0
+      unit: count
+      warning: null
+      critical: 0
+      object: null
+      message: no index action(s) failed
+status:
+  description: The worst status of RV(checks).
+  returned: always
+  type: str
+  sample: ok
+notes:
+  description: Remarks about the run, such as a fallback from O(bloat_method=pgstattuple).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
+from ansible_collections.appcare.maintenance.plugins.module_utils import reindex as R
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
+    connect_kwargs,
+    connection_argument_spec,
+    make_interruptible,
+)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(M.maintenance_argument_spec())
+    argument_spec.update(
+        indexes=dict(type='list', elements='str', default=[]),
+        min_bloat_percent=dict(type='float', default=30),
+        min_size=dict(type='str', default='10MB'),
+        bloat_method=dict(type='str', default='estimate', choices=list(R.BLOAT_METHODS)),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    result = dict(changed=False, actions=[], skipped=[], checks=[], status=C.OK, notes=[])
+    make_interruptible()
+
+    try:
+        M.validate_maintenance_params(params)
+        R.parse_size(params['min_size'])
+        if not 0 <= params['min_bloat_percent'] <= 100:
+            raise ConfigurationError('min_bloat_percent must be between 0 and 100, got %s' % params['min_bloat_percent'])
+        connect_kwargs(params, 'validation only')
+    except ConfigurationError as exc:
+        module.fail_json(msg='invalid options: %s' % exc)
+
+    reindexer = None
+    try:
+        with Session(params, 'appcare.maintenance.pg_reindex', read_only=True) as session:
+            version = session.conn.server_version
+            budget = M.Budget(params['max_duration'])
+            lock = M.RunLock(session, 'pg_reindex')
+            if not module.check_mode:
+                lock.acquire()
+            try:
+                reindexer = R.Reindexer(session, params, version)
+                actions, skipped = reindexer.plan()
+                result.update(actions=actions, skipped=skipped, notes=reindexer.notes)
+                if not module.check_mode:
+                    reindexer.execute(actions, budget)
+                for action in actions:
+                    action.pop('_row', None)
+                result['changed'] = any(a['result'] == M.DONE for a in actions)
+                result['checks'] = R.final_checks(session, actions, reindexer.exclude)
+                result['status'] = C.worst_status(result['checks'])
+            finally:
+                if reindexer is not None:
+                    reindexer.close()
+                lock.release()
+    except (AppcareError,) + M.DB_ERRORS as exc:
+        for action in result['actions']:
+            action.pop('_row', None)
+        result['changed'] = any(a['result'] == M.DONE for a in result['actions'])
+        module.fail_json(msg='pg_reindex: %s' % (exc if isinstance(exc, AppcareError) else M.error_text(exc)),
+                         **result)
+    for note in result['notes']:
+        module.warn(note)
+    for action in result['actions']:
+        if action['result'] in (M.FAILED, M.POSTPONED):
+            module.warn('%s %s: %s' % (action['result'], action['index'], action['message']))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
