@@ -54,7 +54,8 @@ build: setup
 	rm -rf .build && mkdir -p .build
 	$(BIN)/ansible-galaxy collection build --force --output-path .build >/dev/null
 	$(BIN)/ansible-galaxy collection install --force -p .build/installed .build/appcare-maintenance-*.tar.gz >/dev/null
-	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/installed $(BIN)/ansible-doc appcare.maintenance.pg_health_info >/dev/null
+	for module in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
+	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/installed $(BIN)/ansible-doc appcare.maintenance.$$module >/dev/null || exit 1; done
 	@echo "collection builds, installs from its tarball and documents itself"
 	rm -rf .build
 

@@ -42,7 +42,7 @@ options:
     type: int
     default: 3600
 notes:
-  - One run per database at a time: a session advisory lock taken at the start makes a second concurrent run
+  - One run per database at a time. A session advisory lock taken at the start makes a second concurrent run
     of the same module against the same database fail with the holder's pid and application name.
   - Check mode reads the catalogues only (no advisory lock, no maintenance statement) and returns the plan
     with the SQL each action would run.

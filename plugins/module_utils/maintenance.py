@@ -267,17 +267,25 @@ def run_findings(actions, failed_name, postponed_name, what, key):
     ``key`` names the action field that identifies its object (``index``, ``table``)."""
     failed = [a for a in actions if a['result'] == FAILED]
     postponed = [a for a in actions if a['result'] == POSTPONED]
+
+    def listing(items):
+        return '; '.join('%s: %s' % (a[key], a['message']) for a in items)
+
     findings = [
         C.evaluate(failed_name, len(failed), critical=0, unit='count',
-                   message=('{value} %s failed: %s' % (what, '; '.join('%s: %s' % (a[key], a['message'])
-                                                                      for a in failed)))
-                   if failed else 'no %s failed' % what),
+                   message=('{value} %s failed: %s' % (what, listing(failed))) if failed else 'no %s failed' % what),
         C.evaluate(postponed_name, len(postponed), warning=0, unit='count',
-                   message=('{value} %s postponed: %s' % (what, '; '.join('%s: %s' % (a[key], a['message'])
-                                                                         for a in postponed)))
-                   if postponed else 'nothing postponed'),
+                   message=('{value} %s postponed: %s' % (what, listing(postponed))) if postponed
+                   else 'nothing postponed'),
     ]
     return findings
+
+
+def abort(actions, current, exc):
+    """The run stops (connection lost): the current action failed, the ones after it never started."""
+    current.update(result=FAILED, message=str(exc))
+    for action in actions[actions.index(current) + 1:]:
+        action.update(result=POSTPONED, message='not started: the run stopped (%s)' % exc)
 
 
 def identifier(schema, name):

@@ -207,8 +207,8 @@ class Reindexer(object):
         name = M.identifier(row['schema'], row['name'])
         if reason == 'leftover':
             statement = sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(name)
-            detail = 'left behind by a failed REINDEX CONCURRENTLY (%s)' % ('invalid' if not row['valid']
-                                                                             else 'duplicate of a valid index')
+            state = 'invalid' if not row['valid'] else 'duplicate of a valid index'
+            detail = 'left behind by a failed REINDEX CONCURRENTLY (%s)' % state
         else:
             statement = sql.SQL('REINDEX INDEX CONCURRENTLY {}').format(name)
             if reason == 'invalid':
@@ -239,13 +239,16 @@ class Reindexer(object):
                 action.update(result=M.POSTPONED, message='not started: the time budget (max_duration %s s) '
                               'was used up' % self.params['max_duration'])
                 continue
-            self._ensure_work_session()
             started = time.monotonic()
             try:
+                self._ensure_work_session()
                 if action['operation'] == 'drop':
                     self._drop(action, budget)
                 else:
                     self._reindex(action, budget)
+            except AppcareError as exc:
+                M.abort(actions, action, exc)
+                raise
             finally:
                 action['seconds'] = round(time.monotonic() - started, 3)
         for action in actions:
@@ -272,7 +275,7 @@ class Reindexer(object):
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
                 raise AppcareError('lost the connection to %s while running "%s": %s'
-                                   % (target_label(self.params), statement, M.error_text(exc)))
+                                   % (target_label(self.params), statement, M.error_text(exc))) from exc
             raise
 
     def _drop(self, action, budget):
@@ -284,7 +287,7 @@ class Reindexer(object):
                 self._run(action['sql'])
             except psycopg2.Error as exc:
                 if M.is_lock_timeout(exc):
-                    raise M.LockWait('lock timeout: %s' % M.error_text(exc))
+                    raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
                 raise
             return True
 
@@ -341,7 +344,7 @@ class Reindexer(object):
                 cleanup['dropped'] += dropped
                 cleanup['left'] += left
                 if M.is_lock_timeout(exc):
-                    raise M.LockWait('lock timeout: %s' % M.error_text(exc))
+                    raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
                 raise
             except BaseException:
                 # Interrupted (SIGTERM, Ctrl-C): stop the server-side work, then remove what it left.

@@ -158,12 +158,15 @@ class Vacuumer(object):
                 action.update(result=M.POSTPONED, message='not started: the time budget (max_duration %s s) '
                               'was used up' % self.params['max_duration'])
                 continue
-            if self.work is None or self.work.conn.closed:
-                self.work = M.open_work_session(self.params, 'appcare.maintenance.pg_vacuum')
-                self.work_pid = self.work.conn.get_backend_pid()
             started = time.monotonic()
             try:
+                if self.work is None or self.work.conn.closed:
+                    self.work = M.open_work_session(self.params, 'appcare.maintenance.pg_vacuum')
+                    self.work_pid = self.work.conn.get_backend_pid()
                 self._one(action, budget)
+            except AppcareError as exc:
+                M.abort(actions, action, exc)
+                raise
             finally:
                 action['seconds'] = round(time.monotonic() - started, 3)
         for action in actions:
@@ -187,10 +190,10 @@ class Vacuumer(object):
                 self.work.query(action['sql'])
             except psycopg2.Error as exc:
                 if M.is_lock_timeout(exc):
-                    raise M.LockWait('lock timeout: %s' % M.error_text(exc))
+                    raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
                 if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
                     raise AppcareError('lost the connection to %s while running "%s": %s'
-                                       % (target_label(self.params), action['sql'], M.error_text(exc)))
+                                       % (target_label(self.params), action['sql'], M.error_text(exc))) from exc
                 raise
             if operation != VACUUM_FULL and row['relkind'] != 'p':
                 after = self._stats(row['oid'])
@@ -241,7 +244,7 @@ def final_checks(session, actions, params, exclude):
         obj = 'db=%s' % params['login_db']
     else:
         obj = M.qualified(worst_row['schema'], worst_row['name'])
-        message = '{value}% of the rows of %s are dead (%s dead tuples)' % (obj, worst_row['dead'])
+        message = '{value}%% of the rows of %s are dead (%s dead tuples)' % (obj, worst_row['dead'])
         if worst > params['dead_tuple_percent']:
             holder = session.one(OLDEST_XMIN_SQL)
             if holder:

@@ -284,3 +284,36 @@ def test_unreachable_server_fails_without_the_password(target):
     result = target.run('pg_reindex', login_port=1, login_password='secret-do-not-print')
     assert result.failed and 'cannot connect to 127.0.0.1:1' in result['msg']
     assert 'secret-do-not-print' not in result.raw
+
+
+def test_server_dying_mid_rebuild_is_a_clear_failure(spawn_server):
+    srv = spawn_server()
+    srv.execute('CREATE DATABASE shop')
+    srv.execute('CREATE TABLE items (id int PRIMARY KEY, code text)', 'shop')
+    srv.execute("INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 1000) g", 'shop')
+    srv.execute('CREATE INDEX items_code ON items (code)', 'shop')
+    holder = srv.connect('shop', autocommit=False)
+    with holder.cursor() as cur:
+        cur.execute('LOCK TABLE items IN SHARE UPDATE EXCLUSIVE MODE')
+    running = start_module('pg_reindex', dict(srv.login_args('shop'), indexes=['items_code', 'items_pkey'],
+                                              lock_timeout=120))
+    waiting = wait_until(lambda: srv.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'appcare.maintenance.pg_reindex' "
+        "AND wait_event_type = 'Lock'")[0][0] == 1)
+    srv.stop('immediate')
+    result = running.finish(timeout=120)
+    assert waiting, 'the rebuild never reached the lock'
+    assert result.failed and 'lost the connection to 127.0.0.1:%d' % srv.port in result['msg'], result['msg']
+    assert 'REINDEX INDEX CONCURRENTLY' in result['msg']
+    first, second = result['actions']
+    assert first['result'] == 'failed' and second['result'] == 'postponed'
+    assert 'the run stopped' in second['message'] and result['changed'] is False
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
