@@ -121,7 +121,7 @@ def measure_indexes(session, indexes, schema):
         row = session.one('SELECT avg_leaf_density, leaf_pages FROM %s.pgstatindex(%%s::regclass)' % schema,
                           (ix['oid'],))
         density = row['avg_leaf_density']
-        if density is None or density != density:  # NaN for an empty index
+        if density is None or math.isnan(float(density)):  # NaN for an empty index
             ix.update(bloat_bytes=0, bloat_percent=0.0, bloat_method='pgstattuple')
             continue
         fillfactor = fillfactor_of(ix['reloptions'])

@@ -111,7 +111,7 @@ def test_failed_rebuild_of_invalid_unique_index_is_cleaned_reported_and_run_goes
     left = indexes(target, 'people')
     assert set(left) == {'people_email_key'}, 'the failed rebuild left an index behind: %s' % left
     assert left['people_email_key'][2] is False  # still invalid, as before: the data has duplicates
-    rest = [a for a in result['actions'][1:]]
+    rest = result['actions'][1:]
     assert rest and all(a['result'] == 'done' for a in rest), 'the run did not go on after the failure'
     assert result['changed'] is True
     assert result.check('reindex_failures')['status'] == 'critical'
