@@ -1,0 +1,550 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_audit_info: the security and access audit of one database, read-only.
+
+Each check returns findings in the collection's ``checks`` shape: one finding per offending object
+(role, rule, table, function …) when it fires, one ``ok`` finding when it does not, or one ``unknown``
+finding naming the privilege the login role lacks. Password hashes and secrets are never returned:
+only the kind of hash (``scram-sha-256``, ``md5``, ``none``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
+from ansible_collections.appcare.maintenance.plugins.module_utils import authlog as AL
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by require_psycopg2()
+    psycopg2 = None
+
+INFO = C.OK  # splinter's INFO level: reported, but nothing to fix
+
+ROLE_CHECKS = ['superusers', 'privileged_roles', 'password_hashes', 'passwordless_logins', 'untrusted_languages']
+SERVER_CHECKS = ['ssl', 'password_encryption', 'log_connections', 'log_disconnections', 'hba_rules']
+OBJECT_CHECKS = ['public_schema_create', 'security_definer_search_path', 'extension_in_public']
+EXPOSURE_CHECKS = ['rls_disabled_in_public', 'policy_exists_rls_disabled', 'rls_enabled_no_policy',
+                   'security_definer_view', 'auth_users_exposed']
+EVENT_CHECKS = ['failed_logins', 'auth_new_addresses', 'auth_repeated_signups', 'auth_signup_burst',
+                'auth_token_revocations']
+BASELINE_CHECKS = list(AC.ALL_BASELINE_CHECKS)
+ALL_CHECKS = ROLE_CHECKS + SERVER_CHECKS + OBJECT_CHECKS + EXPOSURE_CHECKS + EVENT_CHECKS + BASELINE_CHECKS
+
+# Checks judged by a number against thresholds; the others are judged by condition (severity table in the
+# module documentation).
+DEFAULT_THRESHOLDS = {
+    'failed_logins': {'warning': 10, 'critical': 50, 'direction': C.ABOVE, 'unit': 'count'},
+    'auth_new_addresses': {'warning': 20, 'critical': None, 'direction': C.ABOVE, 'unit': 'count'},
+    'auth_repeated_signups': {'warning': 10, 'critical': 50, 'direction': C.ABOVE, 'unit': 'count'},
+    'auth_signup_burst': {'warning': 50, 'critical': 200, 'direction': C.ABOVE, 'unit': 'per hour'},
+    'auth_token_revocations': {'warning': 50, 'critical': 200, 'direction': C.ABOVE, 'unit': 'per hour'},
+}
+
+DEFAULT_ALLOWED_SUPERUSERS = ['postgres', 'supabase_admin']
+# Roles Supabase itself creates with CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS.
+DEFAULT_ALLOWED_PRIVILEGED = ['postgres', 'supabase_admin', 'supabase_auth_admin', 'supabase_storage_admin',
+                              'supabase_replication_admin', 'supabase_realtime_admin', 'supabase_read_only_user',
+                              'supabase_etl_admin', 'dashboard_user', 'service_role', 'authenticator']
+PRIVILEGE_ATTRIBUTES = (('rolcreaterole', 'CREATEROLE'), ('rolcreatedb', 'CREATEDB'),
+                        ('rolbypassrls', 'BYPASSRLS'), ('rolreplication', 'REPLICATION'))
+HOST_TYPES = ('host', 'hostssl', 'hostnossl', 'hostgssenc', 'hostnogssenc')
+
+INSUFFICIENT_PRIVILEGE = '42501'
+# The OID of a table in schema auth, read from the catalogue (to_regclass needs USAGE on the schema).
+AUTH_TABLE_OID = ("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                  "WHERE n.nspname = 'auth' AND c.relname = '%s'")
+
+
+class Audit(object):
+    """Runs the selected checks over one read-only session."""
+
+    def __init__(self, session, params, thresholds):
+        self.session = session
+        self.params = params
+        self.thresholds = thresholds
+        self.exclude = list(SYSTEM_SCHEMAS) + [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        self.findings = []
+        self.facts = {}
+        self._hba = None
+        self._hashes = None
+        self._roles = None
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def add(self, name, status, message, obj=None, value=None, unit=None, **extra):
+        self.findings.append(C.finding(name, status, message, value=value, unit=unit, obj=obj, **extra))
+
+    def quiet(self, name, message, value=0, unit='count'):
+        self.add(name, C.OK, message, obj='db=%s' % self.params['login_db'], value=value, unit=unit)
+
+    def judge(self, name, value, message, obj=None, **extra):
+        spec = self.thresholds[name]
+        self.findings.append(C.evaluate(name, value, spec.get('warning'), spec.get('critical'), spec['direction'],
+                                        spec['unit'], obj or 'db=%s' % self.params['login_db'], message, **extra))
+
+    def unknown(self, name, reason):
+        self.add(name, C.UNKNOWN, reason, obj='db=%s' % self.params['login_db'])
+
+    def try_query(self, sql, args=None):
+        """Rows, or the text of an insufficient-privilege error (other errors propagate)."""
+        try:
+            return self.session.query(sql, args), None
+        except psycopg2.Error as exc:
+            if getattr(exc, 'pgcode', None) == INSUFFICIENT_PRIVILEGE:
+                return None, ' '.join((exc.pgerror or str(exc)).split())
+            raise
+
+    def run(self, selected):
+        row = self.session.one("SELECT current_user AS login, current_database() AS db, "
+                               "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, "
+                               "current_setting('server_version_num')::int AS version")
+        self.facts.update(login_role=row['login'], database=row['db'], superuser=row['superuser'],
+                          server_version_num=row['version'])
+        for name in selected:
+            if name in BASELINE_CHECKS or name in EVENT_CHECKS:
+                continue
+            getattr(self, 'check_' + name)()
+        return self.findings
+
+    # -- roles --------------------------------------------------------------------------------------
+    def roles(self):
+        if self._roles is None:
+            self._roles = self.session.query(
+                "SELECT r.oid, r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin, "
+                "r.rolreplication, r.rolbypassrls, r.rolconnlimit, r.rolvaliduntil "
+                "FROM pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY r.rolname")
+        return self._roles
+
+    def check_superusers(self):
+        allowed = set(self.params['allowed_superusers'])
+        extra = [r['rolname'] for r in self.roles() if r['rolsuper'] and r['rolname'] not in allowed]
+        for name in extra:
+            self.add('superusers', C.CRITICAL, 'role %s is a superuser and not in allowed_superusers; remove it '
+                     '(ALTER ROLE %s NOSUPERUSER) or allow it explicitly' % (name, name), obj='role=%s' % name)
+        if not extra:
+            supers = sorted(r['rolname'] for r in self.roles() if r['rolsuper'])
+            self.quiet('superusers', 'only allowed roles are superusers (%s)' % (', '.join(supers) or 'none'))
+
+    def check_privileged_roles(self):
+        allowed = set(self.params['allowed_privileged_roles']) | set(self.params['allowed_superusers'])
+        fired = False
+        for role in self.roles():
+            if role['rolsuper'] or role['rolname'] in allowed:
+                continue
+            granted = [label for column, label in PRIVILEGE_ATTRIBUTES if role[column]]
+            if granted:
+                fired = True
+                self.add('privileged_roles', C.WARNING, 'role %s has %s and is not in allowed_privileged_roles; '
+                         'revoke what it does not need (ALTER ROLE %s %s)'
+                         % (role['rolname'], ', '.join(granted), role['rolname'],
+                            ' '.join('NO' + g for g in granted)), obj='role=%s' % role['rolname'], attributes=granted)
+        if not fired:
+            self.quiet('privileged_roles', 'no role outside the allow-list has CREATEROLE, CREATEDB, BYPASSRLS '
+                       'or REPLICATION')
+
+    def password_kinds(self):
+        """{role: kind} from pg_authid (superuser only), or the error text."""
+        if self._hashes is None:
+            rows, error = self.try_query(
+                "SELECT rolname, rolcanlogin, CASE WHEN rolpassword IS NULL THEN 'none' "
+                "WHEN rolpassword LIKE 'SCRAM-SHA-256$%%' THEN 'scram-sha-256' "
+                "WHEN rolpassword ~ '^md5[0-9a-f]{32}$' THEN 'md5' ELSE 'plain' END AS kind "
+                "FROM pg_authid WHERE rolname !~ '^pg_'")
+            self._hashes = (dict((r['rolname'], (r['kind'], r['rolcanlogin'])) for r in rows) if rows is not None
+                            else None, error)
+        return self._hashes
+
+    def check_password_hashes(self):
+        kinds, error = self.password_kinds()
+        if kinds is None:
+            self.unknown('password_hashes', 'cannot read pg_authid as %s (%s); only a superuser can see how '
+                         'passwords are stored' % (self.facts['login_role'], error))
+            return
+        fired = False
+        for name, (kind, login) in sorted(kinds.items()):
+            if not login or kind not in ('md5', 'plain'):
+                continue
+            fired = True
+            status = C.CRITICAL if kind == 'plain' else C.WARNING
+            self.add('password_hashes', status, 'login role %s has a%s password; set password_encryption = '
+                     'scram-sha-256 and set the password again (ALTER ROLE %s PASSWORD ...)'
+                     % (name, 'n MD5-hashed' if kind == 'md5' else ' plain-text', name), obj='role=%s' % name,
+                     hash=kind)
+        if not fired:
+            self.quiet('password_hashes', 'every login role with a password stores it as SCRAM-SHA-256')
+
+    def hba_rules(self):
+        if self._hba is None:
+            rows, error = self.try_query(
+                "SELECT line_number, type, database, user_name, address, netmask, auth_method, error "
+                "FROM pg_hba_file_rules ORDER BY line_number")
+            self._hba = (rows, error)
+        return self._hba
+
+    def check_passwordless_logins(self):
+        kinds, error = self.password_kinds()
+        rules, hba_error = self.hba_rules()
+        if kinds is None or rules is None:
+            self.unknown('passwordless_logins', 'needs pg_authid and pg_hba_file_rules, which %s cannot read (%s)'
+                         % (self.facts['login_role'], error or hba_error))
+            return
+        trust_rules = [r for r in rules if r['type'] in HOST_TYPES and r['auth_method'] == 'trust' and not r['error']]
+        fired = False
+        without = sorted(name for name, (kind, login) in kinds.items() if login and kind == 'none')
+        for name in without:
+            reaching = [r for r in trust_rules if 'all' in (r['user_name'] or []) or name in (r['user_name'] or [])]
+            if reaching:
+                fired = True
+                self.add('passwordless_logins', C.CRITICAL, 'login role %s has no password and pg_hba.conf line %s '
+                         '(%s trust) lets anyone who reaches the server log in as it over the network; set a '
+                         'password and replace trust with scram-sha-256'
+                         % (name, reaching[0]['line_number'], reaching[0]['type']), obj='role=%s' % name)
+        if not fired:
+            self.quiet('passwordless_logins', '%d login role(s) without a password, none reachable through a '
+                       'trust rule for network connections' % len(without), value=len(without))
+
+    def check_untrusted_languages(self):
+        rows = self.session.query("SELECT lanname FROM pg_language WHERE NOT lanpltrusted "
+                                  "AND lanname NOT IN ('c', 'internal') ORDER BY 1")
+        for row in rows:
+            self.add('untrusted_languages', C.WARNING, 'untrusted language %s is installed: its functions run with '
+                     'the server\'s operating-system rights; drop it (DROP EXTENSION/LANGUAGE %s) unless needed'
+                     % (row['lanname'], row['lanname']), obj='language=%s' % row['lanname'])
+        if not rows:
+            self.quiet('untrusted_languages', 'no untrusted procedural language installed')
+
+    # -- server ---------------------------------------------------------------------------------------
+    def settings(self):
+        rows = self.session.query("SELECT name, setting FROM pg_settings WHERE name IN ('ssl', "
+                                  "'password_encryption', 'log_connections', 'log_disconnections', 'log_timezone')")
+        return dict((r['name'], r['setting']) for r in rows)
+
+    def check_ssl(self):
+        value = self.settings().get('ssl')
+        if value == 'on':
+            self.quiet('ssl', 'ssl is on', value=1, unit=None)
+        else:
+            self.add('ssl', C.WARNING, 'ssl is off: passwords and data cross the network unencrypted; configure '
+                     'ssl_cert_file/ssl_key_file and set ssl = on', obj='server', value=0)
+
+    def check_password_encryption(self):
+        value = self.settings().get('password_encryption')
+        if value == 'scram-sha-256':
+            self.quiet('password_encryption', 'password_encryption is scram-sha-256', value=None, unit=None)
+        else:
+            self.add('password_encryption', C.WARNING, 'password_encryption is %s: new passwords are stored as %s; '
+                     'set it to scram-sha-256' % (value, value), obj='server')
+
+    def _logging(self, name):
+        value = (self.settings().get(name) or '').strip().lower()
+        # PostgreSQL 18 turned log_connections into a list of aspects ('receipt,authentication,...').
+        if value in ('', 'off', 'false', '0', 'no'):
+            self.add(name, C.WARNING, '%s is off: failed and successful logins leave no trace in the server log; '
+                     'set %s = on' % (name, name), obj='server')
+        else:
+            self.quiet(name, '%s = %s' % (name, value), value=None, unit=None)
+
+    def check_log_connections(self):
+        self._logging('log_connections')
+
+    def check_log_disconnections(self):
+        self._logging('log_disconnections')
+
+    def check_hba_rules(self):
+        rules, error = self.hba_rules()
+        if rules is None:
+            self.unknown('hba_rules', 'cannot read pg_hba_file_rules as %s (%s); only a superuser (or a role granted '
+                         'EXECUTE on pg_hba_file_rules()) can' % (self.facts['login_role'], error))
+            return
+        fired = False
+        for rule in rules:
+            if rule['error']:
+                fired = True
+                self.add('hba_rules', C.WARNING, 'pg_hba.conf line %s does not parse: %s' % (rule['line_number'],
+                                                                                             rule['error']),
+                         obj='hba_line=%s' % rule['line_number'])
+                continue
+            if rule['type'] not in HOST_TYPES or rule['auth_method'] == 'reject':
+                continue
+            text = '%s %s %s %s%s %s' % (rule['type'], ','.join(rule['database'] or []), ','.join(rule['user_name'] or []),
+                                         rule['address'] or '', '/' + rule['netmask'] if rule['netmask'] else '',
+                                         rule['auth_method'])
+            everywhere = rule['address'] == 'all' or (rule['address'] in ('0.0.0.0', '::') and
+                                                      rule['netmask'] in ('0.0.0.0', '::'))
+            problems = []
+            status = C.OK
+            if rule['auth_method'] == 'trust':
+                problems.append('trust lets anyone who reaches the server in without a password')
+                status = C.CRITICAL
+            elif rule['auth_method'] == 'password':
+                problems.append('password sends the password in clear text')
+                status = C.CRITICAL if rule['type'] != 'hostssl' else C.WARNING
+            elif rule['auth_method'] == 'md5':
+                problems.append('md5 accepts MD5 password hashes (use scram-sha-256)')
+                status = C.WARNING
+            if everywhere:
+                problems.append('it is open to every address')
+                status = C.worst_status([status, C.WARNING])
+            if problems:
+                fired = True
+                self.add('hba_rules', status, 'pg_hba.conf line %s (%s): %s' % (rule['line_number'], text,
+                                                                                '; '.join(problems)),
+                         obj='hba_line=%s' % rule['line_number'])
+        if not fired:
+            self.quiet('hba_rules', '%d pg_hba.conf rule(s), none with trust, password or md5 for network '
+                       'connections or open to every address' % len(rules), value=len(rules))
+
+    # -- schemas and objects ----------------------------------------------------------------------------
+    def check_public_schema_create(self):
+        row = self.session.one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
+            "WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open")
+        if row['open']:
+            self.add('public_schema_create', C.WARNING, 'every role (PUBLIC) may create objects in schema public '
+                     '(the pre-PostgreSQL-15 default, kept by upgraded databases); REVOKE CREATE ON SCHEMA public '
+                     'FROM PUBLIC', obj='schema=public')
+        else:
+            self.quiet('public_schema_create', 'PUBLIC may not create objects in schema public')
+
+    def check_security_definer_search_path(self):
+        rows = self.session.query(
+            "SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args "
+            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.prosecdef "
+            "AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search\\_path=%%') "
+            "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2", (self.exclude,))
+        for row in rows:
+            signature = '%s.%s(%s)' % (row['schema'], row['name'], row['args'])
+            self.add('security_definer_search_path', C.WARNING, 'SECURITY DEFINER function %s has no fixed '
+                     'search_path: a caller can make it run their own objects with its owner\'s rights; '
+                     'ALTER FUNCTION %s SET search_path = \'\' (and qualify the names it uses)'
+                     % (signature, signature), obj='function=%s' % signature)
+        if not rows:
+            self.quiet('security_definer_search_path', 'every SECURITY DEFINER function has a fixed search_path')
+
+    def check_extension_in_public(self):
+        rows = self.session.query("SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                                  "WHERE n.nspname = 'public' ORDER BY 1")
+        for row in rows:
+            self.add('extension_in_public', C.WARNING, 'extension %s is installed in schema public, where its '
+                     'objects are exposed with the application\'s; move it (ALTER EXTENSION %s SET SCHEMA '
+                     'extensions) when it is relocatable' % (row['extname'], row['extname']),
+                     obj='extension=%s' % row['extname'])
+        if not rows:
+            self.quiet('extension_in_public', 'no extension installed in schema public')
+
+    # -- PostgREST / Supabase exposure ------------------------------------------------------------------
+    def api_roles(self):
+        wanted = self.params['api_roles']
+        present = set(r['rolname'] for r in self.roles())
+        return [r for r in wanted if r in present]
+
+    def exposed_relations(self):
+        if 'exposed' not in self.facts:
+            roles = self.api_roles()
+            rows = self.session.query(
+                "SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relrowsecurity AS rls, "
+                "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies, "
+                "ARRAY(SELECT r FROM unnest(%(roles)s::text[]) r WHERE has_table_privilege(r, c.oid, 'SELECT')) "
+                "  AS readers, "
+                "coalesce((SELECT bool_or(o ~* '^security_invoker=(on|true|yes|1)$') FROM unnest(c.reloptions) o), "
+                "  false) AS security_invoker "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 2, 3",
+                {'roles': roles, 'schemas': self.params['exposed_schemas']})
+            self.facts['exposed'] = rows
+        return self.facts['exposed']
+
+    def _no_api_roles(self, name):
+        if self.api_roles():
+            return False
+        self.quiet(name, 'none of the API roles (%s) exists; PostgREST exposure does not apply'
+                   % ', '.join(self.params['api_roles']))
+        return True
+
+    def check_rls_disabled_in_public(self):
+        if self._no_api_roles('rls_disabled_in_public'):
+            return
+        hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and not r['rls'] and r['readers']]
+        for row in hits:
+            name = '%s.%s' % (row['schema'], row['name'])
+            self.add('rls_disabled_in_public', C.CRITICAL, 'table %s is readable by %s through the API and row-level '
+                     'security is off, so every row is public; ALTER TABLE %s ENABLE ROW LEVEL SECURITY and add '
+                     'policies' % (name, ', '.join(row['readers']), name), obj='table=%s' % name)
+        if not hits:
+            self.quiet('rls_disabled_in_public', 'every table the API roles can read in %s has row-level security'
+                       % ', '.join(self.params['exposed_schemas']))
+
+    def check_policy_exists_rls_disabled(self):
+        hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and not r['rls'] and r['policies']]
+        for row in hits:
+            name = '%s.%s' % (row['schema'], row['name'])
+            self.add('policy_exists_rls_disabled', C.CRITICAL, 'table %s has %d polic%s but row-level security is '
+                     'off, so they are not applied; ALTER TABLE %s ENABLE ROW LEVEL SECURITY'
+                     % (name, row['policies'], 'y' if row['policies'] == 1 else 'ies', name), obj='table=%s' % name)
+        if not hits:
+            self.quiet('policy_exists_rls_disabled', 'no table has policies with row-level security off')
+
+    def check_rls_enabled_no_policy(self):
+        hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and r['rls'] and not r['policies']]
+        for row in hits:
+            name = '%s.%s' % (row['schema'], row['name'])
+            self.add('rls_enabled_no_policy', INFO, 'table %s has row-level security on and no policy: the API '
+                     'roles see no rows (fine if intended; add a policy otherwise)' % name, obj='table=%s' % name)
+        if not hits:
+            self.quiet('rls_enabled_no_policy', 'no table has row-level security without a policy')
+
+    def check_security_definer_view(self):
+        if self._no_api_roles('security_definer_view'):
+            return
+        hits = [r for r in self.exposed_relations()
+                if r['relkind'] == 'v' and not r['security_invoker'] and r['readers']]
+        for row in hits:
+            name = '%s.%s' % (row['schema'], row['name'])
+            self.add('security_definer_view', C.CRITICAL, 'view %s runs with its owner\'s rights (no '
+                     'security_invoker) and %s can read it, bypassing the row-level security of the tables under '
+                     'it; ALTER VIEW %s SET (security_invoker = on)' % (name, ', '.join(row['readers']), name),
+                     obj='view=%s' % name)
+        if not hits:
+            self.quiet('security_definer_view', 'no view readable by the API roles runs with its owner\'s rights')
+
+    def check_auth_users_exposed(self):
+        if self._no_api_roles('auth_users_exposed'):
+            return
+        rows = self.session.query(
+            "SELECT DISTINCT v.oid FROM pg_rewrite rw JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass "
+            "AND d.objid = rw.oid JOIN pg_class v ON v.oid = rw.ev_class "
+            "WHERE d.refobjid = (%s) AND v.oid <> d.refobjid" % AUTH_TABLE_OID % 'users')
+        using = set(r['oid'] for r in rows)
+        hits = [r for r in self.exposed_relations() if r['oid'] in using and r['readers']]
+        for row in hits:
+            name = '%s.%s' % (row['schema'], row['name'])
+            self.add('auth_users_exposed', C.CRITICAL, 'view %s reads auth.users and %s can query it through the API, '
+                     'exposing user e-mails and metadata; revoke SELECT from the API roles or drop the view'
+                     % (name, ', '.join(row['readers'])), obj='view=%s' % name)
+        if not hits:
+            self.quiet('auth_users_exposed', 'no view over auth.users is readable by the API roles')
+
+    # -- authentication events --------------------------------------------------------------------------
+    def run_events(self, selected):
+        if 'failed_logins' in selected and self.params['log_path']:
+            self.check_failed_logins()
+        wanted = [name for name in selected if name.startswith('auth_')]
+        if wanted:
+            self.check_auth_events(wanted)
+        return self.findings
+
+    def check_failed_logins(self):
+        path = self.params['log_path']
+        hours = self.params['log_window_hours']
+        since = utcnow() - datetime.timedelta(hours=hours)
+        if not os.path.exists(path) or not os.access(path, os.R_OK):
+            self.unknown('failed_logins', 'log_path %s %s for the user the module runs as (uid %d)'
+                         % (path, 'is not readable' if os.path.exists(path) else 'does not exist', os.getuid()))
+            return
+        parser = AL.FailedLogins(since, self.settings().get('log_timezone'))
+        files = AL.log_files(path, since)
+        try:
+            for name in files:
+                parser.feed_file(name)
+        except OSError as exc:
+            self.unknown('failed_logins', 'cannot read %s: %s' % (path, exc))
+            return
+        rows = parser.by_address()
+        self.facts['failed_logins'] = {'window_hours': hours, 'files': files, 'lines_read': parser.lines,
+                                       'by_address': rows[:50], 'by_user': parser.by_user()}
+        spec = self.thresholds['failed_logins']
+        limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
+        fired = [row for row in rows if limit is not None and row['failures'] > limit]
+        for row in fired:
+            spray = ' - %d different users tried, a sign of password guessing' % len(row['users']) \
+                if len(row['users']) >= 3 else ''
+            users = ', '.join(row['users'][:10])
+            self.judge('failed_logins', row['failures'], '{value} failed logins from %s in the last %s h (users: %s)%s; '
+                       'block the address or find the misconfigured client' % (row['address'], hours, users, spray),
+                       obj='address=%s' % row['address'], users=row['users'])
+        if not fired:
+            top = rows[0] if rows else None
+            self.judge('failed_logins', top['failures'] if top else 0,
+                       ('at most {value} failed logins from one address (%s) in the last %s h' % (top['address'], hours))
+                       if top else 'no failed logins in the last %s h (%d log lines read)' % (hours, parser.lines))
+
+    def check_auth_events(self, wanted):
+        present = self.session.one("SELECT (%s) IS NOT NULL AS present" % AUTH_TABLE_OID % 'audit_log_entries')
+        if not present['present']:
+            return  # not a Supabase database
+        hours = self.params['log_window_hours']
+        args = {'window': '%d seconds' % int(hours * 3600), 'lookback': '%d days' % self.params['auth_lookback_days']}
+        results = {}
+        for key in ('sign_ins', 'new_addresses', 'has_history', 'counts', 'hourly'):
+            rows, error = self.try_query(AL.AUTH_SQL[key], args)
+            if rows is None:
+                for name in wanted:
+                    self.unknown(name, 'cannot read auth.audit_log_entries as %s (%s)'
+                                 % (self.facts['login_role'], error))
+                return
+            results[key] = rows
+        counts = dict((r['action'], r['n']) for r in results['counts'])
+        self.facts['auth_events'] = {
+            'window_hours': hours, 'actions': counts,
+            'sign_ins_by_address': [dict(address=r['address'], sign_ins=r['sign_ins'], last=r['last'].isoformat())
+                                    for r in results['sign_ins'][:50]],
+            'new_addresses': [r['address'] for r in results['new_addresses']],
+        }
+        if 'auth_new_addresses' in wanted:
+            self._auth_new_addresses(results, counts, args, hours)
+        if 'auth_repeated_signups' in wanted:
+            self.judge('auth_repeated_signups', counts.get('user_repeated_signup', 0),
+                       '{value} sign-ups for already registered e-mails in the last %s h (user_repeated_signup; '
+                       'many of them probe which addresses have accounts)' % hours)
+        hourly = results['hourly']
+        if 'auth_signup_burst' in wanted:
+            peak = max(hourly, key=lambda r: r['signups'], default=None)
+            self.judge('auth_signup_burst', peak['signups'] if peak else 0,
+                       ('at most {value} sign-ups in one hour (%s) in the last %s h' % (peak['hour'].isoformat(), hours))
+                       if peak else 'no sign-ups in the last %s h' % hours)
+        if 'auth_token_revocations' in wanted:
+            # Every refresh also revokes the token it replaces; revocations beyond that are sign-outs,
+            # "sign out everywhere" and refresh-token reuse.
+            extra = [(max(0, r['revoked'] - r['refreshed']), r['hour']) for r in hourly]
+            value, hour = max(extra, key=lambda item: item[0], default=(0, None))
+            self.judge('auth_token_revocations', value,
+                       '{value} token revocations beyond refresh rotation in one hour%s in the last %s h'
+                       % (' (%s)' % hour.isoformat() if hour is not None and value else '', hours))
+
+    def _auth_new_addresses(self, results, counts, args, hours):
+        logins = counts.get('login', 0) + counts.get('mfa_code_login', 0)
+        if not logins:
+            recent, _error = self.try_query(AL.AUTH_SQL['recent_sign_ins'], args)
+            signed_in = recent[0]['n'] if recent else 0
+            if signed_in:
+                self.unknown('auth_new_addresses', 'auth.audit_log_entries holds no sign-in in the last %s h although '
+                             '%d user(s) signed in (auth.users.last_sign_in_at): the Auth server may not write its '
+                             'audit log to the database (GOTRUE_AUDIT_LOG_DISABLE_POSTGRES)' % (hours, signed_in))
+                return
+        new = [r['address'] for r in results['new_addresses']]
+        if not results['has_history'][0]['has_history']:
+            self.quiet('auth_new_addresses', 'no audit history in the %d days before the window to compare with; '
+                       '%d address(es) signed in' % (self.params['auth_lookback_days'], len(results['sign_ins'])),
+                       value=None)
+            return
+        self.judge('auth_new_addresses', len(new), '{value} address(es) signed in for the first time in %d days: %s'
+                   % (self.params['auth_lookback_days'], ', '.join(new[:20]) or 'none'), addresses=new)
+
+
+def validate(params):
+    if params['log_window_hours'] <= 0:
+        raise ConfigurationError('log_window_hours must be more than 0, got %s' % params['log_window_hours'])
+    if params['auth_lookback_days'] < 0:
+        raise ConfigurationError('auth_lookback_days must be 0 or more, got %s' % params['auth_lookback_days'])
+    if not params['exposed_schemas']:
+        raise ConfigurationError('exposed_schemas must name at least one schema')
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)

@@ -1,0 +1,317 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: pg_audit_info
+short_description: Security and access audit of a PostgreSQL or Supabase database
+version_added: 0.1.0
+description:
+  - Audits one database over a single read-only session - roles and privileges, authentication settings and
+    C(pg_hba.conf) rules, schema and function hygiene, what the Supabase / PostgREST API roles can reach,
+    authentication events - and returns uniform findings (RV(checks)) with the worst status.
+  - Returns an access RV(snapshot) (roles, attributes, memberships, grants on schemas, tables, views,
+    sequences and functions) and, given the snapshot of an earlier run as O(baseline), reports what changed.
+    The module never writes the snapshot itself; store it with a task of your own (see the examples).
+  - Each check returns one finding per offending object (role, rule, table, view, function, address) when
+    it fires, one C(ok) finding when it does not, and one C(unknown) finding naming the missing privilege when
+    the login role cannot read what it needs. The other checks still complete.
+  - "Severities. Critical: C(superusers) (superuser not in O(allowed_superusers)); C(password_hashes) for a
+    plain-text password; C(passwordless_logins) (login role without password reachable through a C(trust)
+    rule for network connections); C(hba_rules) for C(trust) on a network rule, or C(password) on a rule that
+    is not C(hostssl); C(rls_disabled_in_public); C(policy_exists_rls_disabled); C(security_definer_view);
+    C(auth_users_exposed); C(new_superusers). Warning: C(privileged_roles) (CREATEROLE, CREATEDB, BYPASSRLS or
+    REPLICATION outside O(allowed_privileged_roles)); C(password_hashes) for MD5; C(untrusted_languages);
+    C(ssl) off; C(password_encryption) not scram-sha-256; C(log_connections) / C(log_disconnections) off;
+    C(hba_rules) for C(md5), C(password) on C(hostssl), a rule open to every address, or a line that does not
+    parse; C(public_schema_create); C(security_definer_search_path); C(extension_in_public); C(roles_added);
+    C(roles_removed); C(role_attributes_changed); C(memberships_changed); C(grants_changed). Info (status
+    C(ok), listed): C(rls_enabled_no_policy). By threshold (see O(thresholds)): C(failed_logins) (per client
+    address, warning 10, critical 50 in the window), C(auth_new_addresses) (warning 20),
+    C(auth_repeated_signups) (warning 10, critical 50), C(auth_signup_burst) (sign-ups in one hour, warning 50,
+    critical 200), C(auth_token_revocations) (revocations beyond refresh rotation in one hour, warning 50,
+    critical 200)."
+  - The lints about the API use the names of Supabase's database linter (splinter) where they match -
+    C(rls_disabled_in_public), C(policy_exists_rls_disabled), C(rls_enabled_no_policy), C(security_definer_view),
+    C(auth_users_exposed), C(extension_in_public) - so findings can be cross-referenced with the Supabase
+    dashboard's advisors. The API checks apply only when one of O(api_roles) exists.
+  - "Failed logins come from the PostgreSQL server log when O(log_path) is given (read on the host the module
+    runs on): password and other authentication failures and connections refused by pg_hba.conf, per client
+    address and per user, inside O(log_window_hours). Supported: the C(stderr) format with a
+    C(log_line_prefix) that starts with C(%m) or C(%t) and holds C([%p]) (the default C('%m [%p] ')), and
+    C(jsonlog). The client address comes from C(%h)/C(%r) in the prefix, the refusal message, or the
+    C(connection received) line that C(log_connections = on) writes."
+  - "Supabase Auth events come from C(auth.audit_log_entries) when it exists. Supabase Auth (GoTrue) writes
+    only successful actions there - C(login), C(logout), C(user_signedup), C(user_repeated_signup),
+    C(user_recovery_requested), C(token_refreshed), C(token_revoked), C(user_modified), C(user_deleted),
+    MFA and identity actions - and nothing when C(GOTRUE_AUDIT_LOG_DISABLE_POSTGRES) is set. Failed sign-ins and
+    rate-limited (HTTP 429) requests are B(not) in that table; they are only in the Auth service's logs. Every
+    token refresh writes C(token_refreshed) and C(token_revoked) (for the replaced token), so
+    C(auth_token_revocations) counts only revocations beyond refreshes (sign-outs, refresh-token reuse)."
+author:
+  - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Changes against the baseline are returned in RV(changes) and as findings.
+options:
+  checks:
+    description:
+      - The checks to run, all by default. The C(failed_logins) check needs O(log_path); the C(auth_*) checks
+        run only when C(auth.audit_log_entries) exists; the baseline checks only with O(baseline).
+    type: list
+    elements: str
+    choices: [superusers, privileged_roles, password_hashes, passwordless_logins, untrusted_languages, ssl,
+              password_encryption, log_connections, log_disconnections, hba_rules, public_schema_create,
+              security_definer_search_path, extension_in_public, rls_disabled_in_public, policy_exists_rls_disabled,
+              rls_enabled_no_policy, security_definer_view, auth_users_exposed, failed_logins, auth_new_addresses,
+              auth_repeated_signups, auth_signup_burst, auth_token_revocations, new_superusers, roles_added,
+              roles_removed, role_attributes_changed, memberships_changed, grants_changed]
+  thresholds:
+    description:
+      - Per-check overrides of C(warning) and/or C(critical) for the checks judged by a number
+        (C(failed_logins), C(auth_new_addresses), C(auth_repeated_signups), C(auth_signup_burst),
+        C(auth_token_revocations)). Unknown names and keys are rejected.
+    type: dict
+    default: {}
+  allowed_superusers:
+    description:
+      - Roles allowed to be superusers.
+    type: list
+    elements: str
+    default: [postgres, supabase_admin]
+  allowed_privileged_roles:
+    description:
+      - Roles allowed to have CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION. The default lists C(postgres) and
+        the roles Supabase creates with such attributes.
+    type: list
+    elements: str
+    default: [postgres, supabase_admin, supabase_auth_admin, supabase_storage_admin, supabase_replication_admin,
+              supabase_realtime_admin, supabase_read_only_user, supabase_etl_admin, dashboard_user, service_role,
+              authenticator]
+  exposed_schemas:
+    description:
+      - Schemas the API (PostgREST / Supabase Data API) serves.
+    type: list
+    elements: str
+    default: [public]
+  api_roles:
+    description:
+      - Roles the API uses for requests; those that exist are checked with C(has_table_privilege).
+    type: list
+    elements: str
+    default: [anon, authenticated]
+  exclude_schemas:
+    description:
+      - Schemas left out of the function lint and of the grants in the snapshot. The default lists the schemas
+        Supabase manages. System schemas are always left out.
+    type: list
+    elements: str
+    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
+              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
+              pgtle, topology, tiger, tiger_data]
+  log_path:
+    description:
+      - The PostgreSQL server log file, or its log directory (files modified inside the window are read), on the
+        host the module runs on. Without it C(failed_logins) does not run.
+    type: path
+  log_window_hours:
+    description:
+      - The window for failed logins and Supabase Auth events, in hours (default one week, the weekly audit).
+    type: float
+    default: 168
+  auth_lookback_days:
+    description:
+      - For C(auth_new_addresses) - an address is new when it signed in inside the window and not in this many
+        days before it.
+    type: int
+    default: 30
+  baseline:
+    description:
+      - The access snapshot of an earlier run - the RV(snapshot) dict itself (for example
+        C("{{ lookup('file', 'access/ims.json') | from_json }}") to read it on the controller), or the path of a
+        JSON file with it on the host the module runs on.
+    type: raw
+seealso:
+  - module: appcare.maintenance.pg_health_info
+  - name: Supabase database linter (splinter)
+    description: The lint names reused here.
+    link: https://supabase.com/docs/guides/database/database-linter
+  - name: Supabase Auth audit logs
+    description: What auth.audit_log_entries holds.
+    link: https://supabase.com/docs/guides/auth/audit-logs
+'''
+
+EXAMPLES = r'''
+- name: Weekly security audit, compared with last week's access snapshot
+  appcare.maintenance.pg_audit_info:
+    login_host: db.ims.example.org
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    login_db: ims
+    log_path: /var/log/postgresql/postgresql-15-main.log
+    baseline: "{{ lookup('ansible.builtin.file', 'access/ims.json', errors='ignore') | default('null', true) | from_json }}"
+  register: audit
+
+- name: Keep this week's snapshot as the next baseline (on the controller)
+  ansible.builtin.copy:
+    content: "{{ audit.snapshot | to_nice_json }}"
+    dest: access/ims.json
+    mode: "0600"
+  delegate_to: localhost
+
+- name: A Supabase project's API exposure only, as a monitoring role
+  appcare.maintenance.pg_audit_info:
+    login_host: db.abcdefghijklmnop.supabase.co
+    login_user: postgres
+    login_password: "{{ vault_supabase_db_password }}"
+    checks: [rls_disabled_in_public, policy_exists_rls_disabled, security_definer_view, auth_users_exposed]
+    exposed_schemas: [public, api]
+'''
+
+RETURN = r'''
+checks:
+  description: The findings, in the collection's uniform shape (see the severity table in the description).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: rls_disabled_in_public
+      status: critical
+      value: null
+      unit: null
+      warning: null
+      critical: null
+      object: table=public.applications
+      message: "table public.applications is readable by anon, authenticated through the API and row-level security
+        is off, so every row is public; ALTER TABLE public.applications ENABLE ROW LEVEL SECURITY and add policies"
+status:
+  description: The worst status of RV(checks).
+  returned: always
+  type: str
+  sample: critical
+login:
+  description: Who audited - C(login_role), C(superuser), C(database), C(server_version_num).
+  returned: always
+  type: dict
+  sample: {login_role: postgres, superuser: true, database: ims, server_version_num: 150008}
+snapshot:
+  description:
+    - The access snapshot (C(format) appcare.access/1) - C(roles) with their attributes and memberships, and
+      C(grants) as sorted strings such as C(SELECT ON table public.applications TO anon). No password hashes.
+    - Store it and pass it as O(baseline) next time.
+  returned: always
+  type: dict
+  sample:
+    format: appcare.access/1
+    taken_at: "2026-11-23T02:00:00+00:00"
+    database: ims
+    roles:
+      ims_monitor: {superuser: false, login: true, inherit: true, createrole: false, createdb: false,
+                    replication: false, bypassrls: false, connection_limit: -1, valid_until: null,
+                    member_of: [pg_monitor]}
+    grants: ["SELECT ON table public.applications TO ims_reader", "USAGE ON schema public TO PUBLIC"]
+changes:
+  description: What changed since O(baseline) - C(roles_added), C(roles_removed), C(new_superusers),
+    C(role_attributes_changed), C(memberships_changed), C(grants_added), C(grants_removed).
+  returned: when O(baseline) is given
+  type: dict
+  sample: {roles_added: [intruder], new_superusers: [intruder], roles_removed: [], role_attributes_changed: [],
+           memberships_changed: [], grants_added: ["ALL ON table public.applications TO intruder"], grants_removed: []}
+failed_logins:
+  description: Failed logins in the window - C(by_address) (address, failures, users, first, last), C(by_user),
+    C(files) read and C(lines_read).
+  returned: when O(log_path) is readable
+  type: dict
+  sample: {window_hours: 168, files: [/var/log/postgresql/postgresql-15-main.log], lines_read: 5231,
+           by_address: [{address: 203.0.113.9, failures: 57, users: [admin, postgres, root],
+                         first: "2026-11-22T03:10:00+00:00", last: "2026-11-22T03:12:41+00:00"}],
+           by_user: {postgres: 40, admin: 10, root: 7}}
+auth_events:
+  description: Supabase Auth activity in the window - C(actions) (count per action), C(sign_ins_by_address),
+    C(new_addresses).
+  returned: when auth.audit_log_entries exists and is readable
+  type: dict
+  sample: {window_hours: 168, actions: {login: 310, token_refreshed: 2200, token_revoked: 2215},
+           sign_ins_by_address: [{address: 198.51.100.7, sign_ins: 120, last: "2026-11-23T01:00:00+00:00"}],
+           new_addresses: [203.0.113.50]}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
+from ansible_collections.appcare.maintenance.plugins.module_utils import audit as A
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.maintenance import DB_ERRORS, error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
+    connect_kwargs,
+    connection_argument_spec,
+)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        checks=dict(type='list', elements='str', choices=A.ALL_CHECKS),
+        thresholds=dict(type='dict', default={}),
+        allowed_superusers=dict(type='list', elements='str', default=list(A.DEFAULT_ALLOWED_SUPERUSERS)),
+        allowed_privileged_roles=dict(type='list', elements='str', default=list(A.DEFAULT_ALLOWED_PRIVILEGED)),
+        exposed_schemas=dict(type='list', elements='str', default=['public']),
+        api_roles=dict(type='list', elements='str', default=['anon', 'authenticated']),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+        log_path=dict(type='path'),
+        log_window_hours=dict(type='float', default=168),
+        auth_lookback_days=dict(type='int', default=30),
+        baseline=dict(type='raw'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+
+    try:
+        A.validate(params)
+        thresholds = C.merge_thresholds(A.DEFAULT_THRESHOLDS, params['thresholds'])
+        baseline = AC.load_baseline(params['baseline'])
+        connect_kwargs(params, 'validation only')
+    except ConfigurationError as exc:
+        module.fail_json(msg='invalid options: %s' % exc)
+    selected = params['checks'] or A.ALL_CHECKS
+
+    result = dict(changed=False)
+    try:
+        with Session(params, 'appcare.maintenance.pg_audit_info', read_only=True) as session:
+            audit = A.Audit(session, params, thresholds)
+            audit.run(selected)
+            audit.run_events(selected)
+            snapshot = AC.take(session, audit.roles(), audit.exclude, A.utcnow().isoformat())
+            result.update(snapshot=snapshot, login=dict((k, audit.facts[k]) for k in (
+                'login_role', 'superuser', 'database', 'server_version_num')))
+            if baseline is not None:
+                changes = AC.diff(baseline, snapshot)
+                result['changes'] = changes
+                audit.findings.extend(AC.findings(changes, baseline, selected, params['login_db']))
+            for key in ('failed_logins', 'auth_events'):
+                if key in audit.facts:
+                    result[key] = audit.facts[key]
+            result['checks'] = audit.findings
+            result['status'] = C.worst_status(audit.findings)
+    except AppcareError as exc:
+        module.fail_json(msg='pg_audit_info: %s' % exc)
+    except DB_ERRORS as exc:
+        module.fail_json(msg='pg_audit_info: query failed: %s' % error_text(exc))
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
