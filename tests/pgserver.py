@@ -183,14 +183,14 @@ class PgServer(object):
             subprocess.run(['openssl'] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            cwd=tls_dir)
 
-        openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=appcare test CA',
+        openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650', '-subj', '/CN=appcare test CA',
                 '-keyout', 'ca.key', '-out', 'ca.crt')
         openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key',
                 '-out', 'server.csr')
         with open(os.path.join(tls_dir, 'san.ext'), 'w') as handle:
             handle.write('subjectAltName=IP:127.0.0.1\n')
         openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-                '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt')
+                '-days', '398', '-extfile', 'san.ext', '-out', 'server.crt')
         for name in os.listdir(tls_dir):
             path = os.path.join(tls_dir, name)
             os.chmod(path, 0o600 if name.endswith('.key') else 0o644)

@@ -1,0 +1,241 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read and judge the TLS certificate of an endpoint: HTTPS (or any direct TLS port), PostgreSQL (the
+SSLRequest preamble, then TLS) and SMTP (STARTTLS).
+
+Two handshakes per endpoint: one that accepts any certificate, to read it even when it would not verify,
+and one that verifies the chain against the system's CAs or a given bundle. The host name is matched
+against the certificate's subject alternative names (or its common name when it has none).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import ipaddress
+import socket
+import ssl
+import struct
+from urllib.parse import urlsplit
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+    from cryptography.x509.oid import NameOID
+    HAS_CRYPTOGRAPHY = True
+except ImportError:  # pragma: no cover - reported by the module
+    HAS_CRYPTOGRAPHY = False
+
+DEFAULT_PORTS = {'https': 443, 'tls': 443, 'postgresql': 5432, 'postgres': 5432, 'smtp': 25, 'smtps': 465,
+                 'submission': 587}
+SSL_REQUEST = struct.pack('!ii', 8, 80877103)
+DEFAULT_THRESHOLDS = {'days_left': {'warning': 30, 'critical': 7, 'direction': C.BELOW, 'unit': 'days'}}
+
+
+class TlsProbeError(Exception):
+    """The endpoint could not be reached or does not speak TLS."""
+
+
+def parse_endpoint(text):
+    """'https://host:port', 'postgresql://host:port', 'smtp://host:port', 'tls://host:port' -> (scheme, host, port)."""
+    parts = urlsplit(text if '://' in text else 'https://' + text)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ConfigurationError('%s is not a supported endpoint (use https://, tls://, postgresql://, smtp://, '
+                                 'submission:// or smtps:// with a host)' % text)
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError as exc:
+        raise ConfigurationError('%s: %s' % (text, exc)) from exc
+    return scheme, parts.hostname, port
+
+
+def _read_smtp_reply(sock):
+    data = b''
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise TlsProbeError('the SMTP server closed the connection')
+        data += chunk
+        lines = data.split(b'\r\n')
+        complete = [line for line in lines[:-1] if line]
+        if complete and len(complete[-1]) >= 4 and complete[-1][3:4] == b' ':
+            return int(complete[-1][:3]), data
+
+
+def _preamble(sock, scheme, host):
+    """Bring a plain connection to the point where the TLS handshake starts."""
+    if scheme in ('postgresql', 'postgres'):
+        sock.sendall(SSL_REQUEST)
+        answer = sock.recv(1)
+        if answer == b'N':
+            raise TlsProbeError('the PostgreSQL server refused SSL (ssl = off, or a build without SSL)')
+        if answer != b'S':
+            raise TlsProbeError('not a PostgreSQL server (answer %r to SSLRequest)' % answer)
+    elif scheme in ('smtp', 'submission'):
+        code, _data = _read_smtp_reply(sock)
+        if code != 220:
+            raise TlsProbeError('SMTP greeting %s, expected 220' % code)
+        sock.sendall(b'EHLO appcare.maintenance\r\n')
+        code, data = _read_smtp_reply(sock)
+        if code != 250 or b'STARTTLS' not in data.upper():
+            raise TlsProbeError('the SMTP server does not offer STARTTLS')
+        sock.sendall(b'STARTTLS\r\n')
+        code, _data = _read_smtp_reply(sock)
+        if code != 220:
+            raise TlsProbeError('STARTTLS answered %s, expected 220' % code)
+
+
+def handshake(scheme, host, port, context, timeout, server_name):
+    """Connect, run the preamble, do the TLS handshake; returns (DER certificate, TLS version, cipher)."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror as exc:
+        raise TlsProbeError('cannot resolve %s: %s' % (host, exc.strerror or exc)) from exc
+    except OSError as exc:
+        raise TlsProbeError('cannot connect to %s:%s: %s' % (host, port, exc)) from exc
+    try:
+        _preamble(sock, scheme, host)
+        with context.wrap_socket(sock, server_hostname=server_name) as tls:
+            return tls.getpeercert(binary_form=True), tls.version(), tls.cipher()[0]
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            raise
+        raise TlsProbeError('TLS with %s:%s failed: %s' % (host, port, exc)) from exc
+    finally:
+        sock.close()
+
+
+def _name_matches(pattern, host):
+    pattern, host = pattern.lower().rstrip('.'), host.lower().rstrip('.')
+    if pattern.startswith('*.'):
+        head, _sep, rest = host.partition('.')
+        return bool(head) and rest == pattern[2:]
+    return pattern == host
+
+
+def hostname_matches(cert, host):
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        if address is not None:
+            return address in san.get_values_for_type(x509.IPAddress)
+        return any(_name_matches(name, host) for name in san.get_values_for_type(x509.DNSName))
+    common = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return any(_name_matches(name, host) for name in common)
+
+
+def _key(cert):
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return 'RSA', key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return 'EC (%s)' % key.curve.name, key.curve.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return 'Ed25519', 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return 'Ed448', 456
+    if isinstance(key, dsa.DSAPublicKey):
+        return 'DSA', key.key_size
+    return type(key).__name__, None
+
+
+def _utc(cert, name):
+    value = getattr(cert, name + '_utc', None)
+    return value if value is not None else getattr(cert, name).replace(tzinfo=datetime.timezone.utc)
+
+
+def describe(der, host, now=None):
+    cert = x509.load_der_x509_certificate(der)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = _utc(cert, 'not_valid_before'), _utc(cert, 'not_valid_after')
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName) + [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    except x509.ExtensionNotFound:
+        names = []
+    key_type, key_size = _key(cert)
+    return {
+        'subject': cert.subject.rfc4514_string(), 'issuer': cert.issuer.rfc4514_string(), 'san': names,
+        'not_before': not_before.isoformat(), 'not_after': not_after.isoformat(),
+        'days_left': round((not_after - now).total_seconds() / 86400.0, 2),
+        'serial': format(cert.serial_number, 'x'), 'key_type': key_type, 'key_size': key_size,
+        'self_signed': cert.issuer == cert.subject, 'hostname_matches': hostname_matches(cert, host),
+        'signature_algorithm': getattr(cert.signature_hash_algorithm, 'name', None),
+    }
+
+
+def inspect(text, ca_path, timeout, server_name=None):
+    """Everything about one endpoint's certificate; ``error`` set when it could not be read."""
+    scheme, host, port = parse_endpoint(text)
+    name = server_name or host
+    result = {'endpoint': text, 'scheme': scheme, 'host': host, 'port': port, 'error': None,
+              'chain_valid': None, 'chain_error': None}
+    relaxed = ssl.create_default_context()
+    relaxed.check_hostname = False
+    relaxed.verify_mode = ssl.CERT_NONE
+    try:
+        der, version, cipher = handshake(scheme, host, port, relaxed, timeout, name)
+    except TlsProbeError as exc:
+        result['error'] = str(exc)
+        return result
+    result.update(describe(der, name), tls_version=version, cipher=cipher)
+    strict = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+    strict.check_hostname = False  # judged separately, so a name mismatch is not reported as a chain error
+    try:
+        handshake(scheme, host, port, strict, timeout, name)
+        result['chain_valid'] = True
+    except ssl.SSLCertVerificationError as exc:
+        result['chain_valid'] = False
+        result['chain_error'] = exc.verify_message or str(exc)
+    except TlsProbeError as exc:
+        result['chain_valid'] = False
+        result['chain_error'] = str(exc)
+    return result
+
+
+def findings_for(result, thresholds):
+    obj = 'endpoint=%s' % result['endpoint']
+    if result['error']:
+        return [C.finding('tls_connection', C.CRITICAL, '%s: %s' % (result['endpoint'], result['error']), obj=obj)]
+    spec = thresholds['days_left']
+    found = [
+        C.finding('tls_connection', C.OK, '%s speaks %s' % (result['endpoint'], result['tls_version']), obj=obj),
+        C.evaluate('days_left', result['days_left'], spec['warning'], spec['critical'], C.BELOW, 'days', obj,
+                   'the certificate of %s (%s) expires in {value} days, on %s'
+                   % (result['endpoint'], result['subject'], result['not_after'])),
+    ]
+    if result['days_left'] < 0:
+        found[-1]['status'] = C.CRITICAL
+        found[-1]['message'] = 'the certificate of %s (%s) expired on %s' % (result['endpoint'], result['subject'],
+                                                                             result['not_after'])
+    if result['chain_valid']:
+        found.append(C.finding('chain', C.OK, 'the certificate chain of %s verifies (issuer %s)'
+                               % (result['endpoint'], result['issuer']), obj=obj))
+    else:
+        found.append(C.finding('chain', C.CRITICAL, 'the certificate chain of %s does not verify: %s'
+                               % (result['endpoint'], result['chain_error']), obj=obj))
+    if result['hostname_matches']:
+        found.append(C.finding('hostname', C.OK, 'the certificate is valid for %s' % result['host'], obj=obj))
+    else:
+        found.append(C.finding('hostname', C.CRITICAL, 'the certificate of %s is not valid for %s (names: %s)'
+                               % (result['endpoint'], result['host'], ', '.join(result['san']) or result['subject']),
+                               obj=obj))
+    return found
+
+
+def inspect_all(endpoints, ca_path, timeout, server_name=None, max_workers=20):
+    """Inspect every endpoint concurrently; results in the order given."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(endpoints)))) as pool:
+        futures = [pool.submit(inspect, endpoint, ca_path, timeout, server_name) for endpoint in endpoints]
+        return [future.result() for future in futures]
