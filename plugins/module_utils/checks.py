@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ThresholdError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError, ThresholdError
 
 OK = 'ok'
 WARNING = 'warning'
@@ -181,3 +182,20 @@ def human_bytes(value):
         if abs(value) < 1024 or unit == 'TB':
             return ('%d %s' % (value, unit)) if unit == 'B' else ('%.1f %s' % (value, unit))
         value = value / 1024.0
+
+
+SIZE_UNITS = {'': 1, 'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3, 't': 1024 ** 4}
+
+
+def parse_size(value, option, allow_zero=True):
+    """'10MB', '512 kB', '1.5GiB', '8G' or a number of bytes -> bytes (binary multiples); None stays None."""
+    if value in (None, ''):
+        return None
+    match = re.match(r'^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)[iI]?[bB]?\s*$', str(value))
+    if not match:
+        raise ConfigurationError('%s: %r is not a size (use for example 8GB, 500MB, 512kB or a number of bytes)'
+                                 % (option, value))
+    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).lower()])
+    if size <= 0 and not allow_zero:
+        raise ConfigurationError('%s must be larger than 0, got %r' % (option, value))
+    return size

@@ -16,7 +16,7 @@ import time
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import target_label
 
@@ -71,18 +71,6 @@ def is_leftover(ix, siblings):
                and _shape(other['definition']) == shape for other in siblings)
 
 
-def parse_size(text):
-    """'10MB', '512 kB', '1GB', or a number of bytes -> bytes."""
-    if text is None:
-        return 0
-    match = re.match(r'^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)[iI]?[bB]?\s*$', str(text))
-    if not match:
-        raise ConfigurationError('min_size: %r is not a size (use for example 10MB, 512kB or a number of bytes)'
-                                 % text)
-    factor = {'': 1, 'k': 1024, 'm': 1024 ** 2, 'g': 1024 ** 3, 't': 1024 ** 4}[match.group(2).lower()]
-    return int(float(match.group(1)) * factor)
-
-
 class Reindexer(object):
     """Plans (read-only) and then executes the rebuilds of one database."""
 
@@ -91,7 +79,7 @@ class Reindexer(object):
         self.params = params
         self.version = server_version_num
         self.exclude = [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
-        self.min_size = parse_size(params['min_size'])
+        self.min_size = C.parse_size(params['min_size'], 'min_size') or 0
         self.notes = []
         self.work = None
         self.work_pid = None

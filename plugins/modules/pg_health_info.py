@@ -234,7 +234,6 @@ databases:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.formatters import human_to_bytes
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
@@ -255,19 +254,6 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
 )
 
 
-def parse_size(value):
-    if value in (None, ''):
-        return None
-    try:
-        size = human_to_bytes(str(value).replace(' ', ''))
-    except ValueError as exc:
-        raise ConfigurationError('size_quota %r is not a size such as 8GB, 500MB or a number of bytes: %s'
-                                 % (value, exc)) from exc
-    if size <= 0:
-        raise ConfigurationError('size_quota must be larger than 0, got %r' % value)
-    return size
-
-
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(
@@ -282,7 +268,7 @@ def main():
 
     try:
         thresholds = C.merge_thresholds(DEFAULT_THRESHOLDS, params['thresholds'])
-        size_quota = parse_size(params['size_quota'])
+        size_quota = C.parse_size(params['size_quota'], 'size_quota', allow_zero=False)
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)

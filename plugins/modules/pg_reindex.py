@@ -216,7 +216,7 @@ def main():
 
     try:
         M.validate_maintenance_params(params)
-        R.parse_size(params['min_size'])
+        C.parse_size(params['min_size'], 'min_size')
         if not 0 <= params['min_bloat_percent'] <= 100:
             raise ConfigurationError('min_bloat_percent must be between 0 and 100, got %s' % params['min_bloat_percent'])
         connect_kwargs(params, 'validation only')

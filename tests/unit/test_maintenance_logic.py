@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import reindex as R
 from ansible_collections.appcare.maintenance.plugins.module_utils import vacuum as V
@@ -42,12 +43,12 @@ def test_qualified_quotes_only_where_needed():
 @pytest.mark.parametrize('text, expected', [
     ('10MB', 10 * 1024 ** 2), ('512 kB', 512 * 1024), ('1GB', 1024 ** 3), ('2048', 2048), ('1.5MiB', 1572864)])
 def test_parse_size(text, expected):
-    assert R.parse_size(text) == expected
+    assert C.parse_size(text, 'min_size') == expected
 
 
 def test_parse_size_rejects_words():
     with pytest.raises(ConfigurationError, match='min_size'):
-        R.parse_size('ten megabytes')
+        C.parse_size('ten megabytes', 'min_size')
 
 
 class FakeClock(object):

@@ -1,0 +1,463 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_inspect_info: the weekly performance review of one database, read-only, over one session.
+
+Each section returns its data (sorted, cut to ``top_n`` where long) and findings. The catalogue and
+statistics are read with a handful of set-based queries, so the cost grows with the number of objects,
+not with one round trip per object.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - reported by require_psycopg2()
+    psycopg2 = None
+
+SECTIONS = ['slow_queries', 'index_usage', 'seq_scans', 'sizes', 'bloat', 'vacuum', 'foreign_keys', 'cache',
+            'connections']
+
+DEFAULT_THRESHOLDS = {
+    'slow_queries': {'warning': 2000, 'critical': None, 'direction': C.ABOVE, 'unit': 'ms'},
+    'seq_scans': {'warning': 50, 'critical': None, 'direction': C.ABOVE, 'unit': 'percent'},
+    'table_bloat': {'warning': 30, 'critical': 60, 'direction': C.ABOVE, 'unit': 'percent'},
+    'index_bloat': {'warning': 30, 'critical': 60, 'direction': C.ABOVE, 'unit': 'percent'},
+    'table_cache_hit': {'warning': 90, 'critical': None, 'direction': C.BELOW, 'unit': 'percent'},
+    'role_connections': {'warning': 80, 'critical': 95, 'direction': C.ABOVE, 'unit': 'percent'},
+}
+
+HEAP_PAGE_HEADER = 24
+HEAP_TUPLE_HEADER = 23
+LINE_POINTER = 4
+
+TABLES_SQL = """
+SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.reltuples::float AS reltuples, c.reloptions,
+       pg_relation_size(c.oid) AS heap_bytes, pg_indexes_size(c.oid) AS index_bytes,
+       pg_table_size(c.oid) AS table_bytes, pg_total_relation_size(c.oid) AS total_bytes,
+       coalesce(s.seq_scan, 0) AS seq_scan, coalesce(s.seq_tup_read, 0) AS seq_tup_read,
+       coalesce(s.idx_scan, 0) AS idx_scan, coalesce(s.n_live_tup, 0) AS live, coalesce(s.n_dead_tup, 0) AS dead,
+       coalesce(s.n_mod_since_analyze, 0) AS modified,
+       s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze,
+       extract(epoch FROM now() - greatest(s.last_vacuum, s.last_autovacuum))::float AS vacuum_age,
+       extract(epoch FROM now() - greatest(s.last_analyze, s.last_autoanalyze))::float AS analyze_age,
+       coalesce(io.heap_blks_hit, 0) AS heap_hit, coalesce(io.heap_blks_read, 0) AS heap_read
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
+LEFT JOIN pg_statio_all_tables io ON io.relid = c.oid
+WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname <> ALL(%(exclude)s) AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+INDEXES_SQL = """
+SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, t.relname AS table_name, i.indrelid,
+       am.amname AS method, i.indisunique AS is_unique, i.indisprimary AS is_primary, i.indisvalid AS valid,
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint,
+       coalesce(s.idx_scan, 0) AS scans, pg_relation_size(i.indexrelid) AS size, ic.reltuples::float AS reltuples,
+       t.reltuples::float AS table_reltuples, ic.reloptions,
+       i.indkey::text AS key, i.indclass::text AS opclasses,
+       coalesce(pg_get_expr(i.indexprs, i.indrelid), '') AS exprs,
+       coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS pred,
+       pg_get_indexdef(i.indexrelid) AS definition
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = ic.relnamespace
+JOIN pg_am am ON am.oid = ic.relam
+LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
+WHERE ic.relkind = 'i' AND n.nspname <> ALL(%(exclude)s) AND n.nspname NOT LIKE 'pg\\_%%'
+"""
+
+COLUMN_WIDTHS_SQL = """
+SELECT c.oid, sum(coalesce(s.avg_width, CASE WHEN a.attlen > 0 THEN a.attlen END) * (1 - coalesce(s.null_frac, 0)))::float
+         AS width,
+       bool_or(coalesce(s.null_frac, 0) > 0) AS has_nulls, count(*) AS columns,
+       count(*) FILTER (WHERE s.avg_width IS NULL AND a.attlen < 0) AS unknown
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
+     AND NOT s.inherited
+WHERE c.oid = ANY(%s)
+GROUP BY c.oid
+"""
+
+UNINDEXED_FK_SQL = """
+SELECT k.conname, n.nspname AS schema, c.relname AS table_name, f.relname AS references,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, pos)
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum ORDER BY u.pos)::text[] AS columns,
+       pg_relation_size(c.oid) AS table_bytes,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid AND i.indisvalid
+               AND (i.indkey::int2[])[0:array_length(k.conkey, 1) - 1] @> k.conkey
+               AND (i.indkey::int2[])[0:array_length(k.conkey, 1) - 1] <@ k.conkey) AS indexed
+FROM pg_constraint k
+JOIN pg_class c ON c.oid = k.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class f ON f.oid = k.confrelid
+WHERE k.contype = 'f' AND n.nspname <> ALL(%(exclude)s) AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY 2, 3, 1
+"""
+
+CONNECTIONS_SQL = """
+SELECT coalesce(a.usename, '(background)') AS role, coalesce(a.state, 'background') AS state, count(*) AS sessions
+FROM pg_stat_activity a WHERE a.datname = current_database() OR a.datname IS NULL
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+ROLE_LIMITS_SQL = """
+SELECT r.rolname AS role, r.rolconnlimit AS limit,
+       (SELECT count(*) FROM pg_stat_activity a WHERE a.usename = r.rolname) AS sessions
+FROM pg_roles r WHERE r.rolconnlimit >= 0 AND r.rolcanlogin
+"""
+
+
+def qualified(schema, name):
+    return '%s.%s' % (schema, name)
+
+
+def _reloption(options, key, default):
+    for option in options or []:
+        name, _sep, value = option.partition('=')
+        if name == key:
+            return value
+    return default
+
+
+class Inspection(object):
+    """Runs the selected sections over one session."""
+
+    def __init__(self, session, params, thresholds):
+        self.session = session
+        self.params = params
+        self.thresholds = thresholds
+        self.exclude = list(SYSTEM_SCHEMAS) + [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        self.top = params['top_n']
+        self.min_table_bytes = params['_min_table_bytes']
+        self.findings = []
+        self.data = {}
+        self.metrics = {}
+        self._tables = None
+        self._indexes = None
+        self._settings = None
+        self.obj = 'db=%s' % params['login_db']
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def judge(self, name, value, message, obj=None, **extra):
+        spec = self.thresholds[name]
+        self.findings.append(C.evaluate(name, value, spec.get('warning'), spec.get('critical'), spec['direction'],
+                                        spec['unit'], obj or self.obj, message, **extra))
+
+    def add(self, name, status, message, obj=None, value=None, unit=None, **extra):
+        self.findings.append(C.finding(name, status, message, value=value, unit=unit, obj=obj or self.obj, **extra))
+
+    def tables(self):
+        if self._tables is None:
+            self._tables = self.session.query(TABLES_SQL, {'exclude': self.exclude})
+        return self._tables
+
+    def indexes(self):
+        if self._indexes is None:
+            self._indexes = self.session.query(INDEXES_SQL, {'exclude': self.exclude})
+        return self._indexes
+
+    def settings(self):
+        if self._settings is None:
+            rows = self.session.query(
+                "SELECT name, setting FROM pg_settings WHERE name IN ('autovacuum', 'autovacuum_vacuum_threshold', "
+                "'autovacuum_vacuum_scale_factor', 'autovacuum_analyze_threshold', 'autovacuum_analyze_scale_factor', "
+                "'block_size', 'max_connections')")
+            self._settings = dict((r['name'], r['setting']) for r in rows)
+        return self._settings
+
+    def run(self, sections):
+        row = self.session.one("SELECT pg_database_size(current_database()) AS size, "
+                               "(SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()) AS reset")
+        self.metrics['database_size'] = row['size']
+        self.data['stats_reset'] = row['reset'].isoformat() if row['reset'] else None
+        for section in sections:
+            getattr(self, 'section_' + section)()
+        return self.findings
+
+    # -- sections ---------------------------------------------------------------------------------
+    def section_slow_queries(self):
+        ext = self.session.one("SELECT extnamespace::regnamespace::text AS schema FROM pg_extension "
+                               "WHERE extname = 'pg_stat_statements'")
+        if ext is None:
+            self.add('slow_queries', C.UNKNOWN, 'pg_stat_statements is not installed in database %s (add it to '
+                     'shared_preload_libraries and CREATE EXTENSION pg_stat_statements)' % self.params['login_db'])
+            self.data['slow_queries'] = None
+            return
+        base = ("SELECT s.queryid::text AS queryid, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 500) AS query, "
+                "r.rolname AS role, s.calls, s.rows, round(s.total_exec_time::numeric, 1)::float AS total_ms, "
+                "round(s.mean_exec_time::numeric, 1)::float AS mean_ms, round(s.max_exec_time::numeric, 1)::float AS max_ms, "
+                "CASE WHEN s.shared_blks_hit + s.shared_blks_read > 0 THEN round(100.0 * s.shared_blks_hit / "
+                "(s.shared_blks_hit + s.shared_blks_read), 1)::float END AS hit_percent "
+                "FROM %s.pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid "
+                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND s.query !~* 'pg_stat_statements|appcare.maintenance' " % ext['schema'])
+        try:
+            by_total = self.session.query(base + 'ORDER BY s.total_exec_time DESC LIMIT %s', (self.top,))
+            by_mean = self.session.query(base + 'ORDER BY s.mean_exec_time DESC LIMIT %s', (self.top,))
+        except psycopg2.Error as exc:
+            self.add('slow_queries', C.UNKNOWN, 'cannot read pg_stat_statements: %s' % ' '.join(str(exc).split()))
+            return
+        reset = None
+        try:
+            info = self.session.one('SELECT stats_reset FROM %s.pg_stat_statements_info' % ext['schema'])
+            reset = info['stats_reset'].isoformat() if info and info['stats_reset'] else None
+        except psycopg2.Error:
+            pass
+        self.data['slow_queries'] = {'by_total_time': by_total, 'by_mean_time': by_mean, 'stats_reset': reset}
+        spec = self.thresholds['slow_queries']
+        limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
+        slow = [q for q in by_mean if limit is not None and q['mean_ms'] > limit]
+        self.metrics['slow_queries'] = len(slow)
+        for query in slow:
+            self.judge('slow_queries', query['mean_ms'], 'statement %s averages {value} ms over %d call(s) (max %s ms): '
+                       '%s' % (query['queryid'], query['calls'], query['max_ms'], query['query'][:200]),
+                       obj='queryid=%s' % query['queryid'])
+        if not slow:
+            worst = by_mean[0]['mean_ms'] if by_mean else 0
+            self.judge('slow_queries', worst, 'the slowest statement averages {value} ms%s'
+                       % (' (statistics since %s)' % reset if reset else ''))
+
+    def section_index_usage(self):
+        indexes = self.indexes()
+        unused = [ix for ix in indexes if ix['scans'] == 0 and ix['valid'] and not ix['is_unique']
+                  and not ix['is_primary'] and not ix['backs_constraint'] and ix['size'] >= self.params['_min_index_bytes']]
+        groups = {}
+        for ix in indexes:
+            groups.setdefault((ix['indrelid'], ix['method'], ix['key'], ix['opclasses'], ix['exprs'], ix['pred']),
+                              []).append(ix)
+        duplicates = [sorted(group, key=lambda ix: (not ix['backs_constraint'], not ix['is_unique'], ix['name']))
+                      for group in groups.values() if len(group) > 1]
+        invalid = [ix for ix in indexes if not ix['valid']]
+        since = self.data.get('stats_reset')
+        self.data['index_usage'] = {
+            'unused': [self._index_row(ix) for ix in sorted(unused, key=lambda ix: -ix['size'])[:self.top]],
+            'duplicates': [{'keep': qualified(g[0]['schema'], g[0]['name']),
+                            'redundant': [qualified(ix['schema'], ix['name']) for ix in g[1:]],
+                            'bytes': sum(ix['size'] for ix in g[1:])} for g in duplicates],
+            'invalid': [qualified(ix['schema'], ix['name']) for ix in invalid],
+        }
+        for ix in unused:
+            self.add('unused_index', C.WARNING, 'index %s on %s has not been used since the statistics were reset%s; '
+                     'it costs %s and slows every write - DROP INDEX CONCURRENTLY %s if nothing needs it'
+                     % (qualified(ix['schema'], ix['name']), ix['table_name'], ' (%s)' % since if since else '',
+                        C.human_bytes(ix['size']), qualified(ix['schema'], ix['name'])),
+                     obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
+        if not unused:
+            self.add('unused_index', C.OK, 'every index has been used (or backs a constraint)', value=0, unit='count')
+        for group in duplicates:
+            for ix in group[1:]:
+                self.add('duplicate_index', C.WARNING, 'index %s duplicates %s (same table, same key definition); '
+                         'drop one' % (qualified(ix['schema'], ix['name']), qualified(group[0]['schema'], group[0]['name'])),
+                         obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
+        if not duplicates:
+            self.add('duplicate_index', C.OK, 'no duplicate indexes', value=0, unit='count')
+        for ix in invalid:
+            self.add('invalid_index', C.WARNING, 'index %s is invalid (a failed CREATE INDEX CONCURRENTLY); rebuild or '
+                     'drop it (appcare.maintenance.pg_reindex does)' % qualified(ix['schema'], ix['name']),
+                     obj='index=%s' % qualified(ix['schema'], ix['name']))
+        if not invalid:
+            self.add('invalid_index', C.OK, 'no invalid indexes', value=0, unit='count')
+
+    def _index_row(self, ix):
+        return {'index': qualified(ix['schema'], ix['name']), 'table': qualified(ix['schema'], ix['table_name']),
+                'scans': ix['scans'], 'bytes': ix['size']}
+
+    def section_seq_scans(self):
+        rows = []
+        for table in self.tables():
+            scans = table['seq_scan'] + table['idx_scan']
+            if table['relkind'] == 'p' or table['table_bytes'] < self.min_table_bytes or not scans:
+                continue
+            share = round(100.0 * table['seq_scan'] / scans, 1)
+            rows.append({'table': qualified(table['schema'], table['name']), 'seq_scans': table['seq_scan'],
+                         'index_scans': table['idx_scan'], 'seq_percent': share, 'rows_read_by_seq': table['seq_tup_read'],
+                         'bytes': table['table_bytes']})
+        rows.sort(key=lambda r: (-r['rows_read_by_seq'], r['table']))
+        self.data['seq_scans'] = rows[:self.top]
+        spec = self.thresholds['seq_scans']
+        fired = [r for r in rows if spec.get('warning') is not None and r['seq_percent'] > spec['warning']]
+        for row in fired:
+            self.judge('seq_scans', row['seq_percent'], '{value}%% of the scans of %s (%s) read the whole table '
+                       '(%d sequential, %d index scans, %d rows read sequentially); an index on its filter columns '
+                       'may help' % (row['table'], C.human_bytes(row['bytes']), row['seq_scans'], row['index_scans'],
+                                     row['rows_read_by_seq']), obj='table=%s' % row['table'])
+        if not fired:
+            self.judge('seq_scans', max([r['seq_percent'] for r in rows] or [0]),
+                       'no table of %s or more is read mostly by sequential scans' % C.human_bytes(self.min_table_bytes))
+
+    def section_sizes(self):
+        tables = sorted(self.tables(), key=lambda t: -t['total_bytes'])
+        rows = [{'table': qualified(t['schema'], t['name']), 'heap_bytes': t['heap_bytes'],
+                 'index_bytes': t['index_bytes'], 'toast_bytes': max(0, t['table_bytes'] - t['heap_bytes']),
+                 'total_bytes': t['total_bytes']} for t in tables]
+        self.data['sizes'] = {'database_bytes': self.metrics['database_size'], 'tables': rows[:self.top],
+                              'table_count': len(rows)}
+        self.metrics['table_count'] = len(rows)
+        self.metrics['largest_tables'] = dict((r['table'], r['total_bytes']) for r in rows[:10])
+        self.add('database_size', C.OK, 'database %s is %s in %d table(s); the largest is %s' % (
+            self.params['login_db'], C.human_bytes(self.metrics['database_size']), len(rows),
+            ('%s (%s)' % (rows[0]['table'], C.human_bytes(rows[0]['total_bytes']))) if rows else 'none'),
+            value=self.metrics['database_size'], unit='bytes')
+
+    def section_bloat(self):
+        block = int(self.settings().get('block_size') or 8192)
+        candidates = [t for t in self.tables() if t['relkind'] in ('r', 'm') and t['heap_bytes'] >= self.min_table_bytes]
+        widths = {}
+        if candidates:
+            for row in self.session.query(COLUMN_WIDTHS_SQL, ([t['oid'] for t in candidates],)):
+                widths[row['oid']] = row
+        table_rows = []
+        for table in candidates:
+            width = widths.get(table['oid'])
+            wasted, share = self._table_bloat(table, width, block)
+            if wasted is None:
+                continue
+            table_rows.append({'table': qualified(table['schema'], table['name']), 'bytes': table['heap_bytes'],
+                               'wasted_bytes': wasted, 'wasted_percent': share})
+        btree = [dict(ix) for ix in self.indexes() if ix['method'] == 'btree' and ix['valid']
+                 and ix['size'] >= self.min_table_bytes]
+        BL.estimate_indexes(self.session, btree)
+        index_rows = [{'index': qualified(ix['schema'], ix['name']), 'bytes': ix['size'],
+                       'wasted_bytes': ix['bloat_bytes'], 'wasted_percent': ix['bloat_percent']}
+                      for ix in btree if ix.get('bloat_percent') is not None]
+        table_rows.sort(key=lambda r: -r['wasted_bytes'])
+        index_rows.sort(key=lambda r: -r['wasted_bytes'])
+        self.data['bloat'] = {'method': 'estimate from statistics', 'tables': table_rows[:self.top],
+                              'indexes': index_rows[:self.top]}
+        for kind, rows in (('table_bloat', table_rows), ('index_bloat', index_rows)):
+            spec = self.thresholds[kind]
+            fired = [r for r in rows if spec.get('warning') is not None and r['wasted_percent'] > spec['warning']]
+            key = 'table' if kind == 'table_bloat' else 'index'
+            for row in fired:
+                self.judge(kind, row['wasted_percent'], 'an estimated {value}%% of %s %s (%s of %s) is wasted space; '
+                           '%s' % (key, row[key], C.human_bytes(row['wasted_bytes']), C.human_bytes(row['bytes']),
+                                   'VACUUM FULL or pg_repack reclaims it' if key == 'table'
+                                   else 'appcare.maintenance.pg_reindex rebuilds it'),
+                           obj='%s=%s' % (key, row[key]))
+            if not fired:
+                self.judge(kind, max([r['wasted_percent'] for r in rows] or [0]),
+                           'no %s of %s or more is more than %s%% bloated (estimate)'
+                           % (key, C.human_bytes(self.min_table_bytes), spec.get('warning')))
+
+    def _table_bloat(self, table, width, block):
+        tuples = table['reltuples']
+        if width is None or width['unknown'] or width['width'] is None or tuples is None or tuples < 0:
+            return None, None
+        header = HEAP_TUPLE_HEADER + (int(math.ceil(width['columns'] / 8.0)) if width['has_nulls'] else 0)
+        per_tuple = BL.maxalign(header) + BL.maxalign(width['width']) + LINE_POINTER
+        fillfactor = int(_reloption(table['reloptions'], 'fillfactor', 100))
+        usable = (block - HEAP_PAGE_HEADER) * fillfactor / 100.0
+        expected = max(1, int(math.ceil(tuples * per_tuple / usable)))
+        wasted = max(0, table['heap_bytes'] - expected * block)
+        return wasted, round(100.0 * wasted / table['heap_bytes'], 1) if table['heap_bytes'] else 0.0
+
+    def section_vacuum(self):
+        settings = self.settings()
+        rows = []
+        for table in self.tables():
+            if table['relkind'] == 'p':
+                continue
+            enabled = _reloption(table['reloptions'], 'autovacuum_enabled', 'true').lower() not in ('false', 'off', '0')
+            base = float(_reloption(table['reloptions'], 'autovacuum_vacuum_threshold',
+                                    settings.get('autovacuum_vacuum_threshold', 50)))
+            scale = float(_reloption(table['reloptions'], 'autovacuum_vacuum_scale_factor',
+                                     settings.get('autovacuum_vacuum_scale_factor', 0.2)))
+            threshold = int(base + scale * max(table['reltuples'], 0))
+            rows.append({'table': qualified(table['schema'], table['name']), 'dead_tuples': table['dead'],
+                         'autovacuum_threshold': threshold, 'autovacuum_enabled': enabled,
+                         'last_vacuum_hours': round(table['vacuum_age'] / 3600.0, 1) if table['vacuum_age'] else None,
+                         'last_analyze_hours': round(table['analyze_age'] / 3600.0, 1) if table['analyze_age'] else None,
+                         'modified_since_analyze': table['modified']})
+        rows.sort(key=lambda r: -(r['dead_tuples'] - r['autovacuum_threshold']))
+        self.data['vacuum'] = {'autovacuum': settings.get('autovacuum'), 'tables': rows[:self.top]}
+        self.metrics['dead_tuples'] = sum(r['dead_tuples'] for r in rows)
+        overdue = [r for r in rows if r['dead_tuples'] > r['autovacuum_threshold']]
+        disabled = [r for r in rows if not r['autovacuum_enabled']]
+        for row in overdue:
+            self.add('vacuum_overdue', C.WARNING, '%s has %d dead tuples, past its autovacuum threshold of %d%s; '
+                     'check for long transactions, or run appcare.maintenance.pg_vacuum'
+                     % (row['table'], row['dead_tuples'], row['autovacuum_threshold'],
+                        ' (autovacuum is disabled for it)' if not row['autovacuum_enabled'] else ''),
+                     obj='table=%s' % row['table'], value=row['dead_tuples'], unit='count')
+        if not overdue:
+            self.add('vacuum_overdue', C.OK, 'no table is past its autovacuum threshold', value=0, unit='count')
+        for row in disabled:
+            self.add('autovacuum_disabled', C.WARNING, 'autovacuum is disabled for %s (autovacuum_enabled = false); '
+                     'its dead tuples and statistics depend on manual VACUUM/ANALYZE' % row['table'],
+                     obj='table=%s' % row['table'])
+        if settings.get('autovacuum') == 'off':
+            self.add('autovacuum_disabled', C.CRITICAL, 'autovacuum is off for the whole server', obj='server')
+        elif not disabled:
+            self.add('autovacuum_disabled', C.OK, 'autovacuum is on for every table', value=0, unit='count')
+
+    def section_foreign_keys(self):
+        rows = self.session.query(UNINDEXED_FK_SQL, {'exclude': self.exclude})
+        missing = [r for r in rows if not r['indexed']]
+        self.data['foreign_keys'] = [{'constraint': r['conname'], 'table': qualified(r['schema'], r['table_name']),
+                                      'columns': list(r['columns']), 'references': r['references'],
+                                      'table_bytes': r['table_bytes']} for r in missing]
+        for row in missing:
+            table = qualified(row['schema'], row['table_name'])
+            columns = ', '.join(row['columns'])
+            self.add('unindexed_foreign_key', C.WARNING, 'foreign key %s on %s (%s) has no index starting with its '
+                     'columns: deletes and updates in %s scan %s; CREATE INDEX CONCURRENTLY ON %s (%s)'
+                     % (row['conname'], table, columns, row['references'], table, table, columns),
+                     obj='constraint=%s.%s' % (table, row['conname']))
+        if not missing:
+            self.add('unindexed_foreign_key', C.OK, 'all %d foreign key(s) have a supporting index' % len(rows),
+                     value=0, unit='count')
+
+    def section_cache(self):
+        rows = []
+        for table in self.tables():
+            reads = table['heap_hit'] + table['heap_read']
+            if reads < self.params['cache_min_blocks']:
+                continue
+            rows.append({'table': qualified(table['schema'], table['name']),
+                         'hit_percent': round(100.0 * table['heap_hit'] / reads, 2), 'blocks_read': reads})
+        rows.sort(key=lambda r: (r['hit_percent'], r['table']))
+        self.data['cache'] = rows[:self.top]
+        db = self.session.one("SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()")
+        total = (db['blks_hit'] or 0) + (db['blks_read'] or 0)
+        self.metrics['cache_hit_ratio'] = round(100.0 * db['blks_hit'] / total, 2) if total else None
+        spec = self.thresholds['table_cache_hit']
+        fired = [r for r in rows if spec.get('warning') is not None and r['hit_percent'] < spec['warning']]
+        for row in fired:
+            self.judge('table_cache_hit', row['hit_percent'], '{value}%% of the block reads of %s came from shared '
+                       'buffers (%d reads); the table does not fit in memory or is scanned in full'
+                       % (row['table'], row['blocks_read']), obj='table=%s' % row['table'])
+        if not fired:
+            self.judge('table_cache_hit', min([r['hit_percent'] for r in rows] or [100.0]),
+                       'every table with %d or more block reads is served at least {value}%% from shared buffers'
+                       % self.params['cache_min_blocks'])
+
+    def section_connections(self):
+        rows = self.session.query(CONNECTIONS_SQL)
+        self.data['connections'] = rows
+        self.metrics['connections'] = sum(r['sessions'] for r in rows if r['state'] != 'background')
+        limits = self.session.query(ROLE_LIMITS_SQL)
+        fired = False
+        for row in limits:
+            if row['limit'] == 0:
+                continue
+            share = round(100.0 * row['sessions'] / row['limit'], 1)
+            spec = self.thresholds['role_connections']
+            finding = C.evaluate('role_connections', share, spec['warning'], spec['critical'], C.ABOVE, 'percent',
+                                 'role=%s' % row['role'], 'role %s uses {value}%% of its connection limit (%d of %d)'
+                                 % (row['role'], row['sessions'], row['limit']))
+            if finding['status'] != C.OK:
+                fired = True
+                self.findings.append(finding)
+        if not fired:
+            self.add('role_connections', C.OK, 'no role is near its connection limit (%d role(s) have one)'
+                     % len(limits), value=len(limits), unit='count')

@@ -1,0 +1,225 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: pg_inspect_info
+short_description: Weekly performance review of a PostgreSQL database in one call
+version_added: 0.1.0
+description:
+  - Reviews one database over a single read-only session and returns, per section, the data (sorted, cut to
+    O(top_n) where long) and uniform findings (RV(checks)); also RV(metrics), the figures worth keeping in a
+    history (see M(appcare.maintenance.metrics_history)).
+  - "C(slow_queries) - pg_stat_statements top O(top_n) by total and by mean time with calls, rows, mean/max and
+    shared-buffer hit share, and the time of the last statistics reset; finding C(slow_queries) per statement
+    whose mean is above 2000 ms (warning), C(unknown) without the extension."
+  - "C(index_usage) - unused indexes (no scan since the statistics reset; primary keys, unique and constraint
+    indexes are never reported), duplicate indexes (same table, columns, operator classes, expressions and
+    predicate), invalid indexes; findings C(unused_index), C(duplicate_index), C(invalid_index) (warning)."
+  - "C(seq_scans) - tables of at least O(min_table_size) by rows read sequentially; finding C(seq_scans) when
+    more than 50 % of a table's scans are sequential (warning)."
+  - "C(sizes) - per table heap, indexes, TOAST and total, and the database total; finding C(database_size) (ok,
+    informational - judge the size against a quota with M(appcare.maintenance.pg_health_info) or
+    M(appcare.maintenance.metrics_history))."
+  - "C(bloat) - B(estimated) wasted bytes and share for tables and btree indexes of at least
+    O(min_table_size), computed from the statistics (row counts, average column widths, fillfactor) without
+    reading a page; it is as fresh as the last ANALYZE and is an estimate, not a measurement (pgstattuple
+    measures). Findings C(table_bloat), C(index_bloat) (warning above 30 %, critical above 60 %)."
+  - "C(vacuum) - dead tuples against each table's autovacuum threshold (per-table settings honoured), hours
+    since the last (auto)vacuum and (auto)analyze; findings C(vacuum_overdue) (dead tuples past the threshold,
+    warning) and C(autovacuum_disabled) (per table, warning; server-wide, critical)."
+  - "C(foreign_keys) - foreign keys without an index starting with their columns; finding
+    C(unindexed_foreign_key) (warning) with the CREATE INDEX that fixes it."
+  - "C(cache) - per-table share of heap block reads served from shared buffers, for tables with at least
+    O(cache_min_blocks) reads; finding C(table_cache_hit) below 90 % (warning)."
+  - "C(connections) - sessions per role and state, and per role against its connection limit; finding
+    C(role_connections) (warning above 80 %, critical above 95 % of the role's limit)."
+  - Supabase-managed schemas are left out by default (O(exclude_schemas)).
+author:
+  - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.connection
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing to diff.
+options:
+  sections:
+    description: The sections to run, all by default.
+    type: list
+    elements: str
+    choices: [slow_queries, index_usage, seq_scans, sizes, bloat, vacuum, foreign_keys, cache, connections]
+  top_n:
+    description: How many rows long lists keep.
+    type: int
+    default: 20
+  min_table_size:
+    description:
+      - Tables and indexes smaller than this are left out of C(seq_scans) and C(bloat) (their figures are noise).
+        A size such as V(10MB) or a number of bytes.
+    type: str
+    default: 10MB
+  unused_index_min_size:
+    description: Unused indexes smaller than this are not reported.
+    type: str
+    default: '0'
+  cache_min_blocks:
+    description: Tables with fewer heap block reads than this are left out of C(cache).
+    type: int
+    default: 1000
+  thresholds:
+    description:
+      - Overrides of C(warning)/C(critical) for C(slow_queries) (ms), C(seq_scans) (percent),
+        C(table_bloat) and C(index_bloat) (percent), C(table_cache_hit) (percent, a smaller value is worse) and
+        C(role_connections) (percent). Unknown names and keys are rejected.
+    type: dict
+    default: {}
+  exclude_schemas:
+    description:
+      - Schemas left out of every section. The default lists the schemas Supabase manages. System schemas are
+        always left out.
+    type: list
+    elements: str
+    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
+              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
+              pgtle, topology, tiger, tiger_data]
+seealso:
+  - module: appcare.maintenance.metrics_history
+  - module: appcare.maintenance.pg_health_info
+  - module: appcare.maintenance.pg_reindex
+  - module: appcare.maintenance.pg_vacuum
+'''
+
+EXAMPLES = r'''
+- name: Weekly performance review
+  appcare.maintenance.pg_inspect_info:
+    login_host: db.ims.example.org
+    login_user: ims_monitor
+    login_password: "{{ vault_ims_monitor_password }}"
+    login_db: ims
+  register: review
+
+- name: Keep the figures and forecast the growth (on the controller)
+  appcare.maintenance.metrics_history:
+    dir: "{{ playbook_dir }}/history"
+    target: "{{ inventory_hostname }}"
+    metrics: "{{ review.metrics }}"
+    quota: 8GB
+  delegate_to: localhost
+
+- name: Only the slow queries and unindexed foreign keys, top 5
+  appcare.maintenance.pg_inspect_info:
+    login_db: ims
+    sections: [slow_queries, foreign_keys]
+    top_n: 5
+'''
+
+RETURN = r'''
+checks:
+  description: The findings of the sections that ran (see the description), in the collection's uniform shape.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: unindexed_foreign_key
+      status: warning
+      value: null
+      unit: null
+      warning: null
+      critical: null
+      object: constraint=public.documents.documents_application_id_fkey
+      message: "foreign key documents_application_id_fkey on public.documents (application_id) has no index starting
+        with its columns: deletes and updates in applications scan public.documents; CREATE INDEX CONCURRENTLY ON
+        public.documents (application_id)"
+status:
+  description: The worst status of RV(checks).
+  returned: always
+  type: str
+  sample: warning
+sections:
+  description:
+    - The data of each section that ran, by section name, plus C(stats_reset) (when the database's statistics were
+      last reset - "unused" means unused since then).
+  returned: always
+  type: dict
+  sample:
+    stats_reset: null
+    slow_queries: {by_total_time: [{queryid: "-4032", query: "SELECT ...", role: ims_app, calls: 12000, rows: 12000,
+                                    total_ms: 9300.5, mean_ms: 0.8, max_ms: 40.2, hit_percent: 99.9}],
+                   by_mean_time: [], stats_reset: "2026-11-01T00:00:00+00:00"}
+    index_usage: {unused: [{index: public.idx_old, table: public.applications, scans: 0, bytes: 1302528}],
+                  duplicates: [{keep: public.applications_pkey, redundant: [public.applications_id_idx],
+                                bytes: 270336}],
+                  invalid: []}
+    sizes: {database_bytes: 52117504, table_count: 3, tables: [{table: public.documents, heap_bytes: 3219456,
+            index_bytes: 1351680, toast_bytes: 8192, total_bytes: 4579328}]}
+metrics:
+  description: Figures for the history - C(database_size), C(table_count), C(largest_tables), C(connections),
+    C(cache_hit_ratio), C(slow_queries), C(dead_tuples) (those of the sections that ran).
+  returned: always
+  type: dict
+  sample: {database_size: 52117504, table_count: 3, connections: 4, cache_hit_ratio: 99.2, slow_queries: 0,
+           dead_tuples: 120, largest_tables: {public.documents: 4579328}}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import review as RV
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.maintenance import DB_ERRORS, error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
+    connect_kwargs,
+    connection_argument_spec,
+)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        sections=dict(type='list', elements='str', choices=RV.SECTIONS),
+        top_n=dict(type='int', default=20),
+        min_table_size=dict(type='str', default='10MB'),
+        unused_index_min_size=dict(type='str', default='0'),
+        cache_min_blocks=dict(type='int', default=1000),
+        thresholds=dict(type='dict', default={}),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    params = module.params
+    try:
+        if params['top_n'] < 1:
+            raise ConfigurationError('top_n must be at least 1, got %s' % params['top_n'])
+        if params['cache_min_blocks'] < 0:
+            raise ConfigurationError('cache_min_blocks must be 0 or more, got %s' % params['cache_min_blocks'])
+        params['_min_table_bytes'] = C.parse_size(params['min_table_size'], 'min_table_size')
+        params['_min_index_bytes'] = C.parse_size(params['unused_index_min_size'], 'unused_index_min_size') or 0
+        thresholds = C.merge_thresholds(RV.DEFAULT_THRESHOLDS, params['thresholds'])
+        connect_kwargs(params, 'validation only')
+    except ConfigurationError as exc:
+        module.fail_json(msg='invalid options: %s' % exc)
+    selected = params['sections'] or RV.SECTIONS
+
+    try:
+        with Session(params, 'appcare.maintenance.pg_inspect_info', read_only=True) as session:
+            review = RV.Inspection(session, params, thresholds)
+            findings = review.run(selected)
+    except AppcareError as exc:
+        module.fail_json(msg='pg_inspect_info: %s' % exc)
+    except DB_ERRORS as exc:
+        module.fail_json(msg='pg_inspect_info: query failed: %s' % error_text(exc))
+    module.exit_json(changed=False, checks=findings, status=C.worst_status(findings), sections=review.data,
+                     metrics=review.metrics)
+
+
+if __name__ == '__main__':
+    main()
