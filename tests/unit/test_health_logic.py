@@ -10,7 +10,6 @@ import pytest
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import health
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.modules.pg_health_info import parse_size
 
 
 def seq(last, increment=1, minimum=1, maximum=2 ** 63 - 1, column_type=None):
@@ -53,13 +52,13 @@ def test_documented_defaults_match_the_code():
 @pytest.mark.parametrize('text, expected', [('8GB', 8 * 1024 ** 3), ('500 MB', 500 * 1024 ** 2), ('1048576', 1048576),
                                             (None, None), ('', None)])
 def test_parse_size(text, expected):
-    assert parse_size(text) == expected
+    assert C.parse_size(text, 'size_quota', allow_zero=False) == expected
 
 
 @pytest.mark.parametrize('text', ['eight gigs', '0', '-5MB'])
 def test_parse_size_rejects(text):
     with pytest.raises(ConfigurationError):
-        parse_size(text)
+        C.parse_size(text, 'size_quota', allow_zero=False)
 
 
 @pytest.mark.parametrize('value, text', [(512, '512 B'), (2048, '2.0 kB'), (5 * 1024 ** 3, '5.0 GB'), (None, 'unknown')])
