@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need: PostgreSQL 15 (second server version under test),
-# Python's venv module, and shellcheck for ansible-test sanity. Does nothing where they are present, or where apt does not exist.
+# Python's venv module, chromium (the dashboard test) and shellcheck for ansible-test sanity. Does nothing where they are present, or where apt does not exist.
 set -euo pipefail
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "apt-get not found: skipping Debian packages (PostgreSQL 15 tests will be skipped)"
@@ -16,6 +16,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql postg
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v git >/dev/null 2>&1 || need+=(git)
+# The run report's HTML dashboard is checked in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # ansible-test sanity's shellcheck test skips itself without it.
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
