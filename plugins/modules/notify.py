@@ -20,8 +20,9 @@ description:
     for SMS gateways and chat tools: a JSON POST of C({<message_field>: <short text>}) plus
     O(channels[].extra_fields), the text cut to O(channels[].max_length); V(email) - SMTP with STARTTLS, TLS or
     neither, optional login."
-  - Deduplication with O(state_file) (on the host the module runs on - the controller, with C(delegate_to=localhost)). An alert (target, check, object) is sent when it is new, when its severity changes, or when it is
-    still open after O(repeat_interval); a finding that was alerted and no longer is (cleared or gone) is sent once
+  - Deduplication with O(state_file) (on the host the module runs on - the controller, with
+    C(delegate_to=localhost)). An alert (target, check, object) is sent when it is new, when its severity
+    changes, or when it is still open after O(repeat_interval); a finding that was alerted and no longer is (cleared or gone) is sent once
     as resolved to the channels that had it. Without O(state_file) every alert is sent every time.
   - Each delivery has a timeout and O(channels[].retries) retries with backoff (not for a 4xx answer other than
     429). A channel that fails is reported in RV(deliveries) and as a warning, and never fails the task, so alerting

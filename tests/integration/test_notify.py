@@ -17,9 +17,9 @@ import ssl
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from webserver import CertificateAuthority, LocalServer, Route
 
 from modrunner import run_module
+from webserver import CertificateAuthority, LocalServer, Route
 
 SLACK_PATH = '/services/T000/B000/slack-secret-path-123'
 SECRET = 'hmac-signing-secret-456'
