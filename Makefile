@@ -56,6 +56,7 @@ build: setup
 	$(BIN)/ansible-galaxy collection install --force -p .build/installed .build/appcare-maintenance-*.tar.gz >/dev/null
 	for module in $$(ls plugins/modules/*.py | xargs -n1 basename | sed 's/\.py$$//'); do \
 	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/installed $(BIN)/ansible-doc appcare.maintenance.$$module >/dev/null || exit 1; done
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.build/installed $(BIN)/ansible-doc -t callback appcare.maintenance.maintenance_report >/dev/null
 	@echo "collection builds, installs from its tarball and documents itself"
 	rm -rf .build
 
