@@ -48,12 +48,46 @@ def load(port, dbname='ims'):
             % (dbname, applicants, applications, documents))
 
 
+CRM_SQL = """
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, email text UNIQUE, created_at timestamptz DEFAULT now());
+CREATE TABLE deals (id serial PRIMARY KEY, customer_id int REFERENCES customers, amount numeric(12, 2), stage text);
+INSERT INTO customers (name, email) SELECT 'Customer ' || g, 'c' || g || '@example.org' FROM generate_series(1, 2000) g;
+INSERT INTO deals (customer_id, amount, stage)
+  SELECT 1 + g % 2000, (g * 37) % 10000, (ARRAY['lead', 'won', 'lost'])[1 + g % 3] FROM generate_series(1, 8000) g;
+GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ims_monitor;
+ANALYZE;
+"""
+
+
+def load_crm(port, dbname='crm'):
+    """A second, smaller application database (its foreign key has no index: the weekly review says so)."""
+    dsn = dict(host='127.0.0.1', port=port, user=SUPERUSER, password=SUPERUSER_PASSWORD)
+    admin = psycopg2.connect(dbname='postgres', **dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (dbname,))
+        if cur.fetchone():
+            admin.close()
+            return 'sample database %s already loaded' % dbname
+        cur.execute('CREATE DATABASE %s' % dbname)
+    admin.close()
+    conn = psycopg2.connect(dbname=dbname, **dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+        cur.execute(CRM_SQL)
+    conn.close()
+    return 'loaded sample database %s: 2000 customers, 8000 deals' % dbname
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--port', type=int, required=True)
     parser.add_argument('--dbname', default='ims')
     opts = parser.parse_args()
     print(load(opts.port, opts.dbname))
+    if opts.dbname == 'ims':
+        print(load_crm(opts.port))
     return 0
 
 

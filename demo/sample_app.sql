@@ -66,6 +66,10 @@ CREATE ROLE ims_monitor LOGIN PASSWORD 'demo-monitor-password' IN ROLE pg_monito
 GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ims_monitor;
 -- A backup role: reads everything, changes nothing.
 CREATE ROLE ims_backup LOGIN PASSWORD 'demo-backup-password' IN ROLE pg_read_all_data;
+-- A maintenance role for the monthly and quarterly tiers: VACUUM/REINDEX (pg_maintain, PostgreSQL 17+), reading
+-- everything for the test restore, and CREATEDB for the scratch database the restore goes into.
+CREATE ROLE ims_maintenance LOGIN CREATEDB PASSWORD 'demo-maintenance-password'
+  IN ROLE pg_maintain, pg_read_all_data, pg_monitor;
 
 -- Typical application traffic, so pg_stat_statements and the statistics have something to show.
 SELECT state, count(*) FROM applications GROUP BY state;

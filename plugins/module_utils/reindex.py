@@ -39,7 +39,8 @@ SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, i.indrelid 
        EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x') AS exclusion,
        EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.relid = i.indrelid
                AND p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())) AS building,
-       {privilege} AS can_maintain
+       {privilege} AS can_maintain,
+       (pg_has_role(ic.relowner, 'USAGE') OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) AS can_drop
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
@@ -180,11 +181,19 @@ class Reindexer(object):
                    'block writes)'
         if row['building']:
             return 'an index is being built on table %s right now' % M.qualified(row['schema'], row['table_name'])
+        if reason == 'leftover' and not row['can_drop']:
+            return ('login role %s may not drop it: only the owner of table %s (or a superuser) can drop an index'
+                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name'])))
         if not row['can_maintain']:
-            return ('login role %s may not %s it (it needs to own table %s%s)'
-                    % (self.params['login_user'], 'drop' if reason == 'leftover' else 'rebuild',
-                       M.qualified(row['schema'], row['table_name']),
-                       ', or have MAINTAIN on it' if self.version >= 170000 and reason != 'leftover' else ''))
+            return ('login role %s may not rebuild it (it needs to own table %s%s)'
+                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name']),
+                       ', or have MAINTAIN on it' if self.version >= 170000 else ''))
+        if reason == 'invalid' and not row['can_drop']:
+            # MAINTAIN allows REINDEX but not DROP INDEX: a failed rebuild of an invalid index (a unique index
+            # over duplicate rows fails again) would leave an invalid _ccnew copy this role cannot remove.
+            return ('login role %s may rebuild but not drop indexes of table %s: rebuilding an invalid index can fail '
+                    'again and leave a copy only the owner can drop; rebuild it logged in as the owner'
+                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name'])))
         return None
 
     def _skip(self, row, reason, why):

@@ -22,6 +22,8 @@ description:
     does not support them), system catalogs, schemas in O(exclude_schemas), partitioned indexes (their
     partitions are rebuilt one by one), tables on which an index is being built, and indexes the login role
     may not rebuild."
+  - A role with C(MAINTAIN) (PostgreSQL 17+, C(pg_maintain)) may rebuild but not drop indexes, so leftovers and
+    invalid indexes (whose rebuild may fail again and leave a copy) are skipped unless the login role owns the table.
   - After each rebuild the module checks that the index is valid. When a rebuild fails (for example a unique
     index over duplicate rows) it drops the invalid C(_ccnew) index the failure left, reports PostgreSQL's
     message, and goes on with the next index; the original index is left as it was.
@@ -66,7 +68,8 @@ options:
       - V(estimate) computes the size a freshly built btree would have from the index's row count and the
         columns' statistics (pg_class, pg_stats) and compares it with the real size. It reads no index page,
         is as fresh as the last ANALYZE, and under-states the bloat of indexes with many duplicate keys
-        (btree deduplication), never over-states it.
+        (btree deduplication), never over-states it. C(pg_stats) shows a column only to roles that may read it;
+        for other columns only fixed-width types (integers, timestamps, uuid) can be estimated.
       - V(pgstattuple) measures the leaf density of each btree index of at least O(min_size) with
         C(pgstatindex()) from the C(pgstattuple) extension. Exact, but it reads every page of those indexes.
         When the extension is not installed in the database the estimate is used and a warning says so.

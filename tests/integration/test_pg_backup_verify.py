@@ -245,3 +245,28 @@ def test_retention_keeps_the_verified_backup(target, tmp_path):
     third = run_module('pg_backup', backup_args(target, tmp_path, keep_daily=1))
     assert third['deleted'] == [os.path.basename(second['path'])]
     assert os.path.isdir(first['path']) and os.path.isdir(third['path'])
+
+
+def test_concurrent_restores_from_different_databases_do_not_clean_each_other(backed_up, server, tmp_path):
+    """Runs for different source databases log in to different databases, where advisory locks do not meet:
+    one run must still see the other's scratch database as in use."""
+    target, dest, _backup = backed_up
+    other = 'o_' + os.urandom(4).hex()
+    server.execute('CREATE DATABASE %s' % other)
+    try:
+        server.execute(APP_SCHEMA, other)
+        other_dest = tmp_path / 'other-backups'
+        args = dict(server.login_args(other), dest=str(other_dest))
+        assert run_module('pg_backup', args).rc == 0
+        first = start_module('pg_backup_verify', dict(server.login_args(target.dbname), dest=str(dest),
+                                                         level='restore',
+                                                         smoke_queries=[{'query': 'SELECT pg_sleep(4)'}]))
+        # The second run starts its clean-up while the first one's scratch database exists.
+        assert wait_until(lambda: 'appcare_verify_%s' % target.dbname in databases(server), timeout=60)
+        second = start_module('pg_backup_verify', dict(server.login_args(other), dest=str(other_dest),
+                                                          level='restore'))
+        results = [first.finish(), second.finish()]
+        for result in results:
+            assert result.rc == 0 and result['result'] == 'ok', result.raw
+    finally:
+        server.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % other)
