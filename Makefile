@@ -12,7 +12,7 @@ export APPCARE_DEMO_PORT
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_LOCALHOST_WARNING := false
 
-.PHONY: all setup system-deps test unit integration lint sanity demo demo-stop build bench clean
+.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench clean
 
 all: test
 
@@ -34,7 +34,7 @@ setup: system-deps $(STAMP) $(COLLECTION_LINK)
 # Every test: unit, integration against real PostgreSQL 18 (and 15 where apt could install it),
 # ruff, ansible-lint, ansible-test sanity, and the collection build.
 test: setup
-	$(MAKE) unit integration lint build sanity
+	$(MAKE) unit integration molecule lint build sanity
 
 unit: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
@@ -42,6 +42,16 @@ unit: setup
 integration: setup
 	APPCARE_REQUIRE_DEBIAN_PG=$$(command -v apt-get >/dev/null && echo 1 || echo 0) \
 	  $(BIN)/pytest -q -p no:cacheprovider tests/integration
+
+# One molecule scenario per role (molecule/<role>), each against its own real local PostgreSQL.
+molecule: setup
+	@for scenario in $$(ls -d molecule/*/molecule.yml | cut -d/ -f2); do \
+	  echo "== molecule scenario $$scenario"; \
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule reset -s $$scenario >/dev/null 2>&1; \
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $$scenario >.molecule-$$scenario.log 2>&1 \
+	    || { tail -80 .molecule-$$scenario.log; exit 1; }; \
+	  rm -f .molecule-$$scenario.log; \
+	done
 
 lint: setup
 	$(BIN)/ruff check plugins tests benchmarks demo

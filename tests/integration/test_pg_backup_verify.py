@@ -258,13 +258,12 @@ def test_concurrent_restores_from_different_databases_do_not_clean_each_other(ba
         other_dest = tmp_path / 'other-backups'
         args = dict(server.login_args(other), dest=str(other_dest))
         assert run_module('pg_backup', args).rc == 0
-        first = start_module('pg_backup_verify', dict(server.login_args(target.dbname), dest=str(dest),
-                                                         level='restore',
-                                                         smoke_queries=[{'query': 'SELECT pg_sleep(4)'}]))
+        first_args = dict(server.login_args(target.dbname), dest=str(dest), level='restore',
+                          smoke_queries=[{'query': 'SELECT pg_sleep(4)'}])
+        first = start_module('pg_backup_verify', first_args)
         # The second run starts its clean-up while the first one's scratch database exists.
         assert wait_until(lambda: 'appcare_verify_%s' % target.dbname in databases(server), timeout=60)
-        second = start_module('pg_backup_verify', dict(server.login_args(other), dest=str(other_dest),
-                                                          level='restore'))
+        second = start_module('pg_backup_verify', dict(server.login_args(other), dest=str(other_dest), level='restore'))
         results = [first.finish(), second.finish()]
         for result in results:
             assert result.rc == 0 and result['result'] == 'ok', result.raw

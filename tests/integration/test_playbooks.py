@@ -30,13 +30,13 @@ def write_inventory(tmp_path, server, dbname, **extra):
 
 
 def test_daily_playbook_prints_summary(tmp_path, target):
-    inventory = write_inventory(tmp_path, target.server, target.dbname, appcare_health_size_quota='1MB')
+    inventory = write_inventory(tmp_path, target.server, target.dbname, health_check_size_quota='1MB')
     proc = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory,
                         extra_vars={'appcare_targets': 'all'})
     assert proc.returncode == 0, proc.stdout
     assert 'app1: overall CRITICAL' in proc.stdout  # the 1MB quota is exceeded
     assert 'database_size' in proc.stdout and 'CRITICAL' in proc.stdout
-    assert 'connections_used       OK' in proc.stdout
+    assert 'connections_used         OK' in proc.stdout
 
 
 def test_daily_playbook_shows_a_down_target_and_goes_on(tmp_path, server, target):
@@ -97,7 +97,7 @@ def test_module_defaults_group_and_no_secret_with_vvv(tmp_path, target):
 def test_daily_playbook_backs_up_when_a_destination_is_set(tmp_path, target):
     target.sql('CREATE TABLE applications AS SELECT g AS id FROM generate_series(1, 250) g')
     dest = tmp_path / 'backups'
-    inventory = write_inventory(tmp_path, target.server, target.dbname, appcare_backup_dest=str(dest))
+    inventory = write_inventory(tmp_path, target.server, target.dbname, backup_dest=str(dest))
     proc = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory,
                         extra_vars={'appcare_targets': 'all'})
     assert proc.returncode == 0, proc.stdout
