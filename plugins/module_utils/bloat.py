@@ -26,21 +26,24 @@ DEFAULT_BTREE_FILLFACTOR = 90
 # One row per column stored in the leaf tuples of each btree index (key and INCLUDE columns), with the
 # statistics of the table column, or of the index expression (ANALYZE stores those under the index).
 COLUMN_STATS_SQL = """
-SELECT i.indexrelid AS oid, k.pos,
-       coalesce(st.avg_width, se.avg_width, CASE WHEN ia.attlen > 0 THEN ia.attlen END) AS avg_width,
-       coalesce(st.null_frac, se.null_frac, 0)::float AS null_frac
-FROM pg_index i
-CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, pos)
-JOIN pg_class ic ON ic.oid = i.indexrelid
-JOIN pg_namespace n ON n.oid = ic.relnamespace
-JOIN pg_class t ON t.oid = i.indrelid
-JOIN pg_attribute ia ON ia.attrelid = i.indexrelid AND ia.attnum = k.pos
-LEFT JOIN pg_attribute ta ON ta.attrelid = i.indrelid AND ta.attnum = k.attnum AND k.attnum > 0
-LEFT JOIN pg_stats st ON k.attnum > 0 AND st.schemaname = n.nspname AND st.tablename = t.relname
-     AND st.attname = ta.attname AND NOT st.inherited
-LEFT JOIN pg_stats se ON k.attnum = 0 AND se.schemaname = n.nspname AND se.tablename = ic.relname
-     AND se.attname = ia.attname
-WHERE i.indexrelid = ANY(%s)
+SELECT c.oid, c.pos, coalesce(s.avg_width, CASE WHEN c.attlen > 0 THEN c.attlen END) AS avg_width,
+       coalesce(s.null_frac, 0)::float AS null_frac
+FROM (
+  SELECT i.indexrelid AS oid, k.pos, ia.attlen, n.nspname AS schema,
+         -- a plain column's statistics are the table's; an expression's are stored under the index
+         CASE WHEN k.attnum > 0 THEN t.relname ELSE ic.relname END AS stats_table,
+         CASE WHEN k.attnum > 0 THEN ta.attname ELSE ia.attname END AS stats_column
+  FROM pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, pos)
+  JOIN pg_class ic ON ic.oid = i.indexrelid
+  JOIN pg_namespace n ON n.oid = ic.relnamespace
+  JOIN pg_class t ON t.oid = i.indrelid
+  JOIN pg_attribute ia ON ia.attrelid = i.indexrelid AND ia.attnum = k.pos
+  LEFT JOIN pg_attribute ta ON ta.attrelid = i.indrelid AND ta.attnum = k.attnum AND k.attnum > 0
+  WHERE i.indexrelid = ANY(%s)
+) c
+LEFT JOIN pg_stats s ON s.schemaname = c.schema AND s.tablename = c.stats_table AND s.attname = c.stats_column
+     AND NOT s.inherited
 ORDER BY 1, 2
 """
 

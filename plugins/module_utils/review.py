@@ -40,7 +40,7 @@ LINE_POINTER = 4
 TABLES_SQL = """
 SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.reltuples::float AS reltuples, c.reloptions,
        pg_relation_size(c.oid) AS heap_bytes, pg_indexes_size(c.oid) AS index_bytes,
-       pg_table_size(c.oid) AS table_bytes, pg_total_relation_size(c.oid) AS total_bytes,
+       pg_table_size(c.oid) AS table_bytes,
        coalesce(s.seq_scan, 0) AS seq_scan, coalesce(s.seq_tup_read, 0) AS seq_tup_read,
        coalesce(s.idx_scan, 0) AS idx_scan, coalesce(s.n_live_tup, 0) AS live, coalesce(s.n_dead_tup, 0) AS dead,
        coalesce(s.n_mod_since_analyze, 0) AS modified,
@@ -63,8 +63,7 @@ SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, t.relname A
        t.reltuples::float AS table_reltuples, ic.reloptions,
        i.indkey::text AS key, i.indclass::text AS opclasses,
        coalesce(pg_get_expr(i.indexprs, i.indrelid), '') AS exprs,
-       coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS pred,
-       pg_get_indexdef(i.indexrelid) AS definition
+       coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS pred
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -159,6 +158,8 @@ class Inspection(object):
     def tables(self):
         if self._tables is None:
             self._tables = self.session.query(TABLES_SQL, {'exclude': self.exclude})
+            for table in self._tables:  # table (heap + TOAST) plus indexes: what pg_total_relation_size adds up
+                table['total_bytes'] = table['table_bytes'] + table['index_bytes']
         return self._tables
 
     def indexes(self):

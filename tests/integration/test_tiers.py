@@ -153,3 +153,21 @@ def test_setup_roles_is_idempotent(tmp_path, target):
         for role in ('fleet_monitor', 'fleet_maint'):
             target.sql("DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') THEN "
                        "EXECUTE 'DROP OWNED BY %s'; EXECUTE 'DROP ROLE %s'; END IF; END $$" % (role, role, role))
+
+
+def test_example_inventory_is_a_working_template():
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from modrunner import ansible_env  # noqa: PLC0415
+    bindir = os.path.dirname(sys.executable)
+    listed = subprocess.run([os.path.join(bindir, 'ansible-inventory'), '-i', 'inventories/example', '--list'],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=ansible_env(), check=True)
+    hostvars = json.loads(listed.stdout)['_meta']['hostvars']
+    assert set(hostvars) == {'ims-supabase', 'crm-production'}
+    assert hostvars['ims-supabase']['backup_preset'] == 'supabase'
+    assert hostvars['crm-production']['appcare_db_name'] == 'crm'
+    for tier in ('daily', 'weekly', 'monthly', 'quarterly', 'maintenance', 'setup_roles'):
+        check = subprocess.run([os.path.join(bindir, 'ansible-playbook'), '-i', 'inventories/example', '--syntax-check',
+                                'playbooks/%s.yml' % tier, '-e', 'tier=daily'],
+                               capture_output=True, text=True, cwd=REPO_ROOT, env=ansible_env(), check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
