@@ -138,20 +138,21 @@ class Scratch(object):
             "SELECT d.datname FROM pg_database d "
             "WHERE shobj_description(d.oid, 'pg_database') LIKE %s", (SCRATCH_MARKER + '%',))]
 
-    def _in_use(self, name, key):
-        """A live run holds the scratch database's lock - in any database, since advisory locks are per database
-        and runs for different source databases log in to different ones - or a session is connected to it."""
+    def _in_use(self, name):
+        key = scratch_lock_key(name)
+        """A live run holds the scratch database's lock - looked for in every database, since advisory locks are per
+        database and runs for different source databases log in to different ones. (Sessions still connected to
+        the scratch database do not count: a killed run's last query can linger there until the server notices.)"""
         row = self.session.one(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid = %s "
-            "AND objsubid = 2 AND granted AND pid <> pg_backend_pid()) "
-            "OR EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = %s) AS busy", (LOCK_CLASS, key, name))
+            "AND objsubid = 2 AND granted AND pid <> pg_backend_pid()) AS busy", (LOCK_CLASS, key))
         return row['busy']
 
     def clean_abandoned(self):
-        """Drop scratch databases of earlier runs that died (marked, nobody holds their lock, nobody connected)."""
+        """Drop scratch databases of earlier runs that died (marked, and nobody holds their lock anywhere)."""
         for name in self._marked_databases():
             key = scratch_lock_key(name)
-            if self._in_use(name, key):
+            if self._in_use(name):
                 continue  # a live run is using it
             row = self.session.one('SELECT pg_try_advisory_lock(%s, %s) AS free', (LOCK_CLASS, key))
             if not row['free']:

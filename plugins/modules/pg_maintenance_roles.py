@@ -141,8 +141,9 @@ def ensure_role(session, module, name, password, kind, databases, changes, notes
             statements.append((sql.SQL('GRANT {} TO {}').format(sql.Identifier(group), sql.Identifier(name)),
                                'GRANT %s TO %s' % (group, name)))
     for database in databases:
-        allowed = None if created else session.one("SELECT has_database_privilege(%s, %s, 'CONNECT') AS yes",
-                                                   (name, database))
+        # A new role has what PUBLIC has; CONNECT is granted only where PUBLIC does not have it.
+        allowed = session.one("SELECT has_database_privilege(%s, %s, 'CONNECT') AS yes",
+                              ('public' if created else name, database))
         if allowed is None or not allowed['yes']:
             statements.append((sql.SQL('GRANT CONNECT ON DATABASE {} TO {}').format(
                 sql.Identifier(database), sql.Identifier(name)), 'GRANT CONNECT ON DATABASE %s TO %s' % (database, name)))
