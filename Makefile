@@ -54,8 +54,8 @@ molecule: setup
 	done
 
 lint: setup
-	$(BIN)/ruff check plugins tests benchmarks demo
-	$(BIN)/pycodestyle --max-line-length 160 --ignore E402,W503,W504,E741 plugins tests benchmarks demo
+	$(BIN)/ruff check plugins tests benchmarks demo molecule
+	$(BIN)/pycodestyle --max-line-length 160 --ignore E402,W503,W504,E741 plugins tests benchmarks demo molecule
 	$(BIN)/ansible-lint -q
 
 sanity: setup

@@ -120,7 +120,10 @@ class LocalServer(object):
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _serve
 
-        self.httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 128  # the default backlog of 5 drops simultaneous connections of concurrent probes
+
+        self.httpd = Server(('127.0.0.1', 0), Handler)
         self.httpd.daemon_threads = True
         self.https = cert is not None
         if self.https:

@@ -270,4 +270,4 @@ class CallbackModule(CallbackBase):
                 self._display.error('maintenance_report: the run has %s findings (fail_on=%s)'
                                     % (report['status'], fail_on))
                 sys.stdout.flush()
-                sys.exit(2)
+                raise SystemExit(2)  # a callback cannot set the exit code otherwise

@@ -25,7 +25,8 @@ import ssl
 import tempfile
 import time
 import urllib.error
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
@@ -212,10 +213,11 @@ def email_message(channel, title, alerts, resolved):
     return message
 
 
-def _post(url, body, headers, timeout, context):
-    request = urllib.request.Request(url, data=body, method='POST', headers=headers)
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # nosec - URL is configured
-        return response.status
+def _post(channel, body, headers):
+    response = open_url(channel['url'], data=body, headers=headers, method='POST', timeout=channel['timeout'],
+                        validate_certs=channel.get('validate_certs', True), ca_path=channel.get('ca_path'),
+                        follow_redirects='none')
+    return response.status
 
 
 def _describe(exc):
@@ -231,7 +233,7 @@ def deliver(channel, title, alerts, resolved, now, sleep=time.sleep):
     record = {'channel': channel['name'], 'type': channel['type'], 'alerts': len(alerts), 'resolved': len(resolved),
               'ok': False, 'attempts': 0, 'error': None}
     context = None
-    if (channel.get('url') or '').startswith('https://') or channel['type'] == 'email':
+    if channel['type'] == 'email':
         context = ssl.create_default_context(cafile=channel.get('ca_path')) if channel.get('ca_path') \
             else ssl.create_default_context()
         if not channel.get('validate_certs', True):
@@ -259,10 +261,11 @@ def deliver(channel, title, alerts, resolved, now, sleep=time.sleep):
                                       hashlib.sha256).hexdigest()
                     headers['X-Appcare-Timestamp'] = stamp
                     headers['X-Appcare-Signature'] = 'sha256=' + digest
-                _post(channel['url'], body, headers, channel['timeout'], context)
+                _post(channel, body, headers)
             record.update(ok=True, error=None)
             return record
-        except Exception as exc:  # pylint: disable=broad-except - every failure is reported, none is raised
+        # Every failure is reported, none is raised.
+        except Exception as exc:  # pylint: disable=broad-except
             record['error'] = _describe(exc)
             if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500 and exc.code != 429:
                 return record  # the request is wrong; repeating it will not help

@@ -11,7 +11,7 @@ module: notify
 short_description: Send alerts from the collection's findings to Slack, webhooks, SMS gateways and e-mail
 version_added: 0.1.0
 description:
-  - Turns findings (the RV(checks) every module of the collection returns) into alerts, routes them by O(rules)
+  - Turns findings (the C(checks) every module of the collection returns) into alerts, routes them by O(rules)
     like the guides' monitoring configuration (for example critical to e-mail, Slack and SMS, warning to Slack),
     and sends one message per channel.
   - "Channels (O(channels[].type)): V(slack) - an incoming webhook, a C(text) message; V(webhook) - a JSON POST of

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import psycopg2
 import pytest
 
-from modrunner import REPO_ROOT, run_playbook
+from modrunner import REPO_ROOT, ansible_env, run_playbook
 from pgserver import SUPERUSER_PASSWORD
 
 PLAYBOOKS = os.path.join(REPO_ROOT, 'playbooks')
@@ -156,9 +158,6 @@ def test_setup_roles_is_idempotent(tmp_path, target):
 
 
 def test_example_inventory_is_a_working_template():
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-    from modrunner import ansible_env  # noqa: PLC0415
     bindir = os.path.dirname(sys.executable)
     listed = subprocess.run([os.path.join(bindir, 'ansible-inventory'), '-i', 'inventories/example', '--list'],
                             capture_output=True, text=True, cwd=REPO_ROOT, env=ansible_env(), check=True)
