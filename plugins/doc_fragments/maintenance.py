@@ -41,6 +41,13 @@ options:
         running statement finishes), and what was not started is reported as C(postponed).
     type: int
     default: 3600
+  parallel_workers:
+    description:
+      - C(max_parallel_maintenance_workers) of the maintenance session. The default 0 builds indexes and vacuums
+        with one process, so the work does not take extra cores from the application; raise it in a maintenance
+        window to finish sooner.
+    type: int
+    default: 0
 notes:
   - One run per database at a time. A session advisory lock taken at the start makes a second concurrent run
     of the same module against the same database fail with the holder's pid and application name.

@@ -50,6 +50,7 @@ def maintenance_argument_spec(default_lock_timeout=5):
         lock_retry_delay=dict(type='float', default=5),
         operation_timeout=dict(type='int', default=3600),
         max_duration=dict(type='int', default=3600),
+        parallel_workers=dict(type='int', default=0),
     )
 
 
@@ -63,6 +64,8 @@ def validate_maintenance_params(params):
     if params['operation_timeout'] < 0:
         raise ConfigurationError('operation_timeout must be 0 (no limit) or more seconds, got %s'
                                  % params['operation_timeout'])
+    if params['parallel_workers'] < 0:
+        raise ConfigurationError('parallel_workers must be 0 or more, got %s' % params['parallel_workers'])
     if params['max_duration'] < 0:
         raise ConfigurationError('max_duration must be 0 (no limit) or more seconds, got %s' % params['max_duration'])
 
@@ -191,10 +194,14 @@ class Budget(object):
 
 
 def open_work_session(params, application_name):
-    """The session maintenance statements run on: read-write, ``lock_timeout`` from the options and the
-    operation timeout as its ``statement_timeout``."""
+    """The session maintenance statements run on: read-write, ``lock_timeout`` from the options, the operation
+    timeout as its ``statement_timeout``, and ``max_parallel_maintenance_workers`` from ``parallel_workers`` (0 by
+    default: an index build or VACUUM does not take extra cores from the application)."""
     work_params = dict(params, statement_timeout=params['operation_timeout'])
-    return Session(work_params, application_name, read_only=False, lock_timeout=params['lock_timeout'])
+    session = Session(work_params, application_name, read_only=False, lock_timeout=params['lock_timeout'])
+    workers = str(int(params['parallel_workers']))
+    session.query('SELECT set_config(%s, %s, false)', ('max_parallel_maintenance_workers', workers))
+    return session
 
 
 def blockers(session, table_oid, older_than, exclude_pids):

@@ -340,3 +340,11 @@ def test_maintain_role_may_rebuild_but_not_drop(target, pg_version):
         assert done == ['public.bloaty_pkey'], result['actions']
     finally:
         target.sql('DROP ROLE maintainer')
+
+
+def test_parallel_workers_option(target):
+    bloat(target)
+    result = target.run('pg_reindex', min_size='1MB', parallel_workers=2)
+    assert result.rc == 0 and result['changed'] is True, result.raw
+    refused = target.run('pg_reindex', parallel_workers=-1)
+    assert refused.failed and 'parallel_workers must be 0 or more' in refused['msg']

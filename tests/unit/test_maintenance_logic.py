@@ -15,7 +15,8 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import reindex
 from ansible_collections.appcare.maintenance.plugins.module_utils import vacuum as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
-PARAMS = dict(lock_timeout=5, lock_retries=3, lock_retry_delay=1.0, operation_timeout=60, max_duration=0)
+PARAMS = dict(lock_timeout=5, lock_retries=3, lock_retry_delay=1.0, operation_timeout=60, max_duration=0,
+              parallel_workers=0)
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -116,7 +117,7 @@ def test_budget():
 @pytest.mark.parametrize('change, message', [
     (dict(lock_timeout=0), 'lock_timeout'), (dict(lock_retries=-1), 'lock_retries'),
     (dict(lock_retry_delay=-1), 'lock_retry_delay'), (dict(operation_timeout=-1), 'operation_timeout'),
-    (dict(max_duration=-1), 'max_duration')])
+    (dict(max_duration=-1), 'max_duration'), (dict(parallel_workers=-1), 'parallel_workers')])
 def test_maintenance_params_validated(change, message):
     with pytest.raises(ConfigurationError, match=message):
         M.validate_maintenance_params(dict(PARAMS, **change))
