@@ -54,7 +54,7 @@ notes:
   - Check mode reads the catalogues only (no advisory lock, no maintenance statement) and returns the plan
     with the SQL each action would run.
   - The login role must own the tables (on PostgreSQL 17 and later, C(MAINTAIN) on them or membership of
-    C(pg_maintain) is enough); objects it may not maintain are reported in RV(skipped). Membership of
+    C(pg_maintain) is enough); objects it may not maintain are reported in C(skipped_indexes) or C(skipped_tables). Membership of
     C(pg_monitor) lets the module see other sessions' transactions (without it long transactions are noticed
     only through O(lock_timeout)).
 '''

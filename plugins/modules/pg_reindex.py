@@ -18,7 +18,7 @@ description:
     index), which are dropped with C(DROP INDEX CONCURRENTLY); invalid indexes (a failed
     C(CREATE INDEX CONCURRENTLY)) that are not being built right now; the indexes listed in O(indexes); and
     btree indexes of at least O(min_size) whose bloat passes O(min_bloat_percent), largest waste first."
-  - "Skipped, each with its reason in RV(skipped): exclusion-constraint indexes (C(REINDEX CONCURRENTLY)
+  - "Skipped, each with its reason in RV(skipped_indexes): exclusion-constraint indexes (C(REINDEX CONCURRENTLY)
     does not support them), system catalogs, schemas in O(exclude_schemas), partitioned indexes (their
     partitions are rebuilt one by one), tables on which an index is being built, and indexes the login role
     may not rebuild."
@@ -147,8 +147,10 @@ actions:
       result: done
       message: "rebuilt: 45.0 MB -> 16.9 MB"
       leftovers_dropped: []
-skipped:
-  description: Candidates that were not touched, with C(skip_reason).
+skipped_indexes:
+  description:
+    - Candidates that were not touched, with C(skip_reason). (Not called C(skipped), which Ansible reads as "the task
+      was skipped".)
   returned: always
   type: list
   elements: dict
@@ -214,7 +216,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    result = dict(changed=False, actions=[], skipped=[], checks=[], status=C.OK, notes=[])
+    result = dict(changed=False, actions=[], skipped_indexes=[], checks=[], status=C.OK, notes=[])
     make_interruptible()
 
     try:
@@ -237,7 +239,7 @@ def main():
             try:
                 reindexer = R.Reindexer(session, params, version)
                 actions, skipped = reindexer.plan()
-                result.update(actions=actions, skipped=skipped, notes=reindexer.notes)
+                result.update(actions=actions, skipped_indexes=skipped, notes=reindexer.notes)
                 if not module.check_mode:
                     reindexer.execute(actions, budget)
                 for action in actions:

@@ -144,7 +144,7 @@ actions:
       attempts: 1
       result: done
       message: "vacuumed and analysed: dead tuples 48000 -> 0"
-skipped:
+skipped_tables:
   description: Tables that needed work but were not touched, with C(skip_reason).
   returned: always
   type: list
@@ -203,7 +203,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    result = dict(changed=False, actions=[], skipped=[], checks=[], status=C.OK)
+    result = dict(changed=False, actions=[], skipped_tables=[], checks=[], status=C.OK)
     make_interruptible()
 
     try:
@@ -222,7 +222,7 @@ def main():
             vacuumer = V.Vacuumer(session, params, session.conn.server_version)
             try:
                 actions, skipped = vacuumer.plan()
-                result.update(actions=actions, skipped=skipped)
+                result.update(actions=actions, skipped_tables=skipped)
                 if not module.check_mode:
                     vacuumer.execute(actions, budget)
                 for action in actions:

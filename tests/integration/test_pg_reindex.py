@@ -164,7 +164,7 @@ def test_exclusion_constraint_partitioned_and_excluded_schema_are_skipped_with_r
     make_invalid(target, 'CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON auth.users (email)')
     result = target.run('pg_reindex', indexes=['bookings_during_excl', 'events_id', 'pg_class_oid_index'])
     assert result.rc == 0, result.raw
-    skipped = dict((s['index'], s['skip_reason']) for s in result['skipped'])
+    skipped = dict((s['index'], s['skip_reason']) for s in result['skipped_indexes'])
     assert 'exclusion-constraint' in skipped['public.bookings_during_excl']
     assert 'partitioned index' in skipped['public.events_id']
     assert 'system catalog' in skipped['pg_catalog.pg_class_oid_index']
@@ -182,7 +182,7 @@ def test_role_that_may_not_reindex_is_skipped_with_reason(target):
                             indexes=['bloaty_code'])
         assert result.rc == 0, result.raw
         assert result['actions'] == []
-        reason = result['skipped'][0]['skip_reason']
+        reason = result['skipped_indexes'][0]['skip_reason']
         assert 'reindex_outsider may not rebuild it' in reason and 'public.bloaty' in reason
     finally:
         target.sql("DROP OWNED BY reindex_outsider")
@@ -331,7 +331,7 @@ def test_maintain_role_may_rebuild_but_not_drop(target, pg_version):
     try:
         result = target.run('pg_reindex', login_user='maintainer', login_password='maintainer-pw', min_size='1MB')
         assert result.rc == 0, result.raw
-        skipped = dict((s['index'], s['skip_reason']) for s in result['skipped'])
+        skipped = dict((s['index'], s['skip_reason']) for s in result['skipped_indexes'])
         assert 'may rebuild but not drop' in skipped['public.people_email_key']
         assert 'may not drop it' in skipped['public.people_email_key_ccnew']
         done = [a['index'] for a in result['actions'] if a['result'] == 'done']

@@ -158,8 +158,8 @@ def test_role_that_may_not_vacuum_is_skipped_with_reason(target):
     try:
         result = target.run('pg_vacuum', login_user='vacuum_outsider', login_password='outsider-pw')
         assert result.rc == 0, result.raw
-        assert result['actions'] == [] and result['skipped'][0]['table'] == 'public.orders'
-        assert 'vacuum_outsider may not vacuum it' in result['skipped'][0]['skip_reason']
+        assert result['actions'] == [] and result['skipped_tables'][0]['table'] == 'public.orders'
+        assert 'vacuum_outsider may not vacuum it' in result['skipped_tables'][0]['skip_reason']
         assert stats(target, 'orders')['vacuums'] == 0
     finally:
         target.sql('DROP ROLE vacuum_outsider')

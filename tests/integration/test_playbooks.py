@@ -112,3 +112,32 @@ def test_daily_playbook_backs_up_when_a_destination_is_set(tmp_path, target):
                          extra_vars={'appcare_targets': 'all'}, options=['--check'])
     assert check.returncode == 0, check.stdout
     assert len([p for p in dest.iterdir() if not p.name.startswith('.')]) == 1
+
+
+def test_maintenance_results_with_skipped_objects_are_not_read_as_skipped_tasks(tmp_path, target):
+    """A result key called "skipped" would make Ansible report the task itself as skipped."""
+    target.sql('CREATE TABLE bookings (during int4range, EXCLUDE USING gist (during WITH &&))')
+    playbook = tmp_path / 'play.yml'
+    playbook.write_text(textwrap.dedent('''\
+        - hosts: all
+          gather_facts: false
+          module_defaults:
+            group/appcare.maintenance.postgresql:
+              login_host: "{{ appcare_db_host }}"
+              login_port: "{{ appcare_db_port }}"
+              login_user: "{{ appcare_db_user }}"
+              login_password: "{{ appcare_db_password }}"
+              login_db: "{{ appcare_db_name }}"
+          tasks:
+            - name: Rebuild an index that must be skipped
+              appcare.maintenance.pg_reindex:
+                indexes: [bookings_during_excl]
+              register: rebuilt
+            - ansible.builtin.assert:
+                that:
+                  - rebuilt is not skipped
+                  - rebuilt.skipped_indexes | length == 1
+                  - rebuilt.checks | length == 3
+        '''))
+    proc = run_playbook(str(playbook), write_inventory(tmp_path, target.server, target.dbname))
+    assert proc.returncode == 0, proc.stdout[-3000:]
