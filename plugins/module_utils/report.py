@@ -106,6 +106,19 @@ def build(run, now):
             'targets': targets, 'tasks': run.get('tasks', []), 'schedule': run.get('schedule', [])}
 
 
+def ran(tasks):
+    """(roles, other task names) of a run, from names such as 'appcare.maintenance.backup : Back up'."""
+    roles, others = [], []
+    for name in tasks:
+        if ' : ' in name:
+            role = name.split(' : ', 1)[0].rsplit('.', 1)[-1]
+            if role not in roles:
+                roles.append(role)
+        elif name not in others:
+            others.append(name)
+    return roles, others
+
+
 def summary_lines(report):
     width = max([len(t['name']) for t in report['targets']] + [6])
     lines = ['%-*s  %-11s %8s %7s %7s %4s' % (width, 'target', 'status', 'critical', 'warning', 'unknown', 'ok')]
@@ -258,8 +271,10 @@ def render_html(report, charts):
             due += ' ' + _badge(C.WARNING)
         out.append('<tr><td>%s</td><td>%s days</td><td>%s</td><td>%s</td></tr>' % (
             _e(item['tier']), item['every_days'], _e(item['last_run'] or '-'), due))
+    roles, others = ran(report['tasks'])
+    parts = (['roles ' + ', '.join(roles)] if roles else []) + (['tasks ' + ', '.join(others[:20])] if others else [])
     out.append('</table><p class="muted">This %s run: %s</p></section>' % (
-        _e(report['tier']), _e(', '.join(report['tasks'])) or 'no tasks'))
+        _e(report['tier']), _e('; '.join(parts) or 'no tasks')))
     # Trends
     if charts:
         out.append('<section id="trends"><h2>Trends</h2>')
