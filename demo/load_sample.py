@@ -15,22 +15,33 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from pgserver import SUPERUSER, SUPERUSER_PASSWORD  # noqa: E402
 
 
+def _connect(port, dbname):
+    conn = psycopg2.connect(host='127.0.0.1', port=port, user=SUPERUSER, password=SUPERUSER_PASSWORD, dbname=dbname)
+    conn.autocommit = True
+    return conn
+
+
+def _create(port, dbname):
+    """Create ``dbname``; False when it already exists (the sample is loaded once)."""
+    admin = _connect(port, 'postgres')
+    try:
+        with admin.cursor() as cur:
+            cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (dbname,))
+            if cur.fetchone():
+                return False
+            cur.execute('CREATE DATABASE %s' % dbname)
+            return True
+    finally:
+        admin.close()
+
+
 def load(port, dbname='ims'):
     """Create and fill ``dbname`` unless it exists; returns a line saying what was done."""
-    dsn = dict(host='127.0.0.1', port=port, user=SUPERUSER, password=SUPERUSER_PASSWORD)
-    admin = psycopg2.connect(dbname='postgres', **dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (dbname,))
-        if cur.fetchone():
-            admin.close()
-            return 'sample database %s already loaded' % dbname
-        cur.execute('CREATE DATABASE %s' % dbname)
-    admin.close()
+    if not _create(port, dbname):
+        return 'sample database %s already loaded' % dbname
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'sample_app.sql')) as handle:
         script = handle.read()
-    conn = psycopg2.connect(dbname=dbname, **dsn)
-    conn.autocommit = True
+    conn = _connect(port, dbname)
     with conn.cursor() as cur:
         cur.execute(script)
         # One realistic problem for the daily check to find: a unique index built concurrently over data
@@ -61,18 +72,9 @@ ANALYZE;
 
 def load_crm(port, dbname='crm'):
     """A second, smaller application database (its foreign key has no index: the weekly review says so)."""
-    dsn = dict(host='127.0.0.1', port=port, user=SUPERUSER, password=SUPERUSER_PASSWORD)
-    admin = psycopg2.connect(dbname='postgres', **dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (dbname,))
-        if cur.fetchone():
-            admin.close()
-            return 'sample database %s already loaded' % dbname
-        cur.execute('CREATE DATABASE %s' % dbname)
-    admin.close()
-    conn = psycopg2.connect(dbname=dbname, **dsn)
-    conn.autocommit = True
+    if not _create(port, dbname):
+        return 'sample database %s already loaded' % dbname
+    conn = _connect(port, dbname)
     with conn.cursor() as cur:
         cur.execute('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
         cur.execute(CRM_SQL)

@@ -68,6 +68,7 @@ from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import report as RP
+from ansible_collections.appcare.maintenance.plugins.module_utils.history import write_atomic
 
 PREFIX = 'appcare.maintenance.'
 
@@ -252,10 +253,10 @@ class CallbackModule(CallbackBase):
             import json  # pylint: disable=import-outside-toplevel
             text = json.dumps(report, indent=1, sort_keys=True, default=str)
             for name in ('%s-%s.json' % (tier, stamp), 'latest.json'):
-                RP.write_atomic(os.path.join(report_dir, name), text)
+                write_atomic(os.path.join(report_dir, name), text)
             page = RP.render_html(report, charts)
             for name in ('%s-%s.html' % (tier, stamp), 'latest.html'):
-                RP.write_atomic(os.path.join(report_dir, name), page)
+                write_atomic(os.path.join(report_dir, name), page)
             written = os.path.join(report_dir, 'latest.html')
         except OSError as exc:
             self._display.warning('maintenance_report: cannot write the report to %s: %s' % (report_dir, exc))

@@ -22,7 +22,6 @@ import json
 import os
 import smtplib
 import ssl
-import tempfile
 import time
 import urllib.error
 
@@ -30,6 +29,7 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.history import write_atomic
 
 SEVERITIES = (C.WARNING, C.CRITICAL)
 CHANNEL_TYPES = ('slack', 'webhook', 'sms', 'email')
@@ -102,18 +102,7 @@ def load_state(path):
 
 
 def save_state(path, state):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix='.alerts-', dir=directory)
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as out:
-            json.dump(state, out, indent=1, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(state, indent=1, sort_keys=True), mode=0o600)
 
 
 def plan(routed, state, now, repeat_seconds):

@@ -75,6 +75,7 @@ class Audit(object):
         self._hba = None
         self._hashes = None
         self._roles = None
+        self._settings = None
 
     # -- helpers ------------------------------------------------------------------------------------
     def add(self, name, status, message, obj=None, value=None, unit=None, **extra):
@@ -221,9 +222,12 @@ class Audit(object):
 
     # -- server ---------------------------------------------------------------------------------------
     def settings(self):
-        rows = self.session.query("SELECT name, setting FROM pg_settings WHERE name IN ('ssl', "
-                                  "'password_encryption', 'log_connections', 'log_disconnections', 'log_timezone')")
-        return dict((r['name'], r['setting']) for r in rows)
+        """The server settings the checks read, queried once per run."""
+        if self._settings is None:
+            rows = self.session.query("SELECT name, setting FROM pg_settings WHERE name IN ('ssl', "
+                                      "'password_encryption', 'log_connections', 'log_disconnections', 'log_timezone')")
+            self._settings = dict((r['name'], r['setting']) for r in rows)
+        return self._settings
 
     def check_ssl(self):
         value = self.settings().get('ssl')

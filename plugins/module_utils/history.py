@@ -193,12 +193,15 @@ def svg_chart(entries, metric, result, title, width=640, height=300):
     return ''.join(parts) + '</svg>'
 
 
-def write_atomic(path, text):
-    directory = os.path.dirname(path) or '.'
+def write_atomic(path, text, mode=0o644):
+    """Write ``text`` to ``path`` through a temporary file renamed into place (readers never see half a file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), dir=directory)
     try:
         with os.fdopen(handle, 'w', encoding='utf-8') as out:
             out.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

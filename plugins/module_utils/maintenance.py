@@ -17,7 +17,8 @@ import zlib
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import Session, db_error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import Session, db_error_text, target_label
 
 try:
     import psycopg2
@@ -301,3 +302,106 @@ def identifier(schema, name):
 
 def render(session, composed):
     return composed.as_string(session.conn)
+
+
+class Worker(object):
+    """What the pg_reindex and pg_vacuum workers share: the work session and the loop over the planned actions.
+
+    Subclasses set ``kind`` (the module name), ``skipped_key``/``object_key`` (the result key of what was left
+    alone, and the action field naming its object) and implement ``plan()``, ``run_one(action, budget)`` and
+    ``findings(actions)``.
+    """
+
+    kind = None
+    skipped_key = None
+    object_key = None
+
+    def __init__(self, session, params, server_version_num):
+        self.session = session
+        self.params = params
+        self.version = server_version_num
+        self.exclude = [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        self.notes = []
+        self.work = None
+        self.work_pid = None
+
+    def our_pids(self):
+        return [self.session.conn.get_backend_pid(), self.work_pid]
+
+    def run_statement(self, statement):
+        """Run one maintenance statement on the work session; a lost connection stops the run."""
+        if not isinstance(statement, str):
+            statement = render(self.session, statement)
+        try:
+            self.work.query(statement)
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
+                raise AppcareError('lost the connection to %s while running "%s": %s'
+                                   % (target_label(self.params), statement, error_text(exc))) from exc
+            raise
+
+    def execute(self, actions, budget):
+        """Run the planned actions in order; every action ends done, failed or postponed."""
+        for action in actions:
+            if budget.exhausted():
+                action.update(result=POSTPONED, message='not started: the time budget (max_duration %s s) '
+                              'was used up' % self.params['max_duration'])
+                continue
+            started = time.monotonic()
+            try:
+                if self.work is None or self.work.conn.closed:
+                    self.work = open_work_session(self.params, 'appcare.maintenance.%s' % self.kind)
+                    self.work_pid = self.work.conn.get_backend_pid()
+                self.run_one(action, budget)
+            except AppcareError as exc:
+                abort(actions, action, exc)
+                raise
+            finally:
+                action['seconds'] = round(time.monotonic() - started, 3)
+
+    def close(self):
+        if self.work is not None:
+            self.work.close()
+
+
+def run_module(module, worker_class, result):
+    """The whole run of a maintenance module: run lock, plan, execution (not in check mode), findings; ends
+    the module with exit_json or fail_json. ``result`` holds the module's initial result keys."""
+    params = module.params
+    kind = worker_class.kind
+
+    def tidy():
+        for action in result['actions']:
+            action.pop('_row', None)
+        result['changed'] = any(a['result'] == DONE for a in result['actions'])
+
+    try:
+        with Session(params, 'appcare.maintenance.%s' % kind, read_only=True) as session:
+            budget = Budget(params['max_duration'])
+            lock = RunLock(session, kind)
+            if not module.check_mode:
+                lock.acquire()
+            worker = worker_class(session, params, session.conn.server_version)
+            try:
+                actions, skipped = worker.plan()
+                result.update(actions=actions)
+                result[worker_class.skipped_key] = skipped
+                if 'notes' in result:
+                    result['notes'] = worker.notes
+                if not module.check_mode:
+                    worker.execute(actions, budget)
+                tidy()
+                result['checks'] = worker.findings(actions)
+                result['status'] = C.worst_status(result['checks'])
+            finally:
+                worker.close()
+                lock.release()
+    except (AppcareError,) + DB_ERRORS as exc:
+        tidy()
+        module.fail_json(msg='%s: %s' % (kind, exc if isinstance(exc, AppcareError) else error_text(exc)), **result)
+    for note in result.get('notes', []):
+        module.warn(note)
+    for action in result['actions']:
+        if action['result'] in (FAILED, POSTPONED):
+            module.warn('%s %s: %s' % (action['result'], action[worker_class.object_key], action['message']))
+    module.exit_json(**result)

@@ -11,14 +11,11 @@ A failed REINDEX CONCURRENTLY leaves an invalid ``<name>_ccnew[N]`` index (befor
 from __future__ import annotations
 
 import re
-import time
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import target_label
 
 try:
     import psycopg2
@@ -72,18 +69,16 @@ def is_leftover(ix, siblings):
                and _shape(other['definition']) == shape for other in siblings)
 
 
-class Reindexer(object):
+class Reindexer(M.Worker):
     """Plans (read-only) and then executes the rebuilds of one database."""
 
+    kind = 'pg_reindex'
+    skipped_key = 'skipped_indexes'
+    object_key = 'index'
+
     def __init__(self, session, params, server_version_num):
-        self.session = session
-        self.params = params
-        self.version = server_version_num
-        self.exclude = [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        super().__init__(session, params, server_version_num)
         self.min_size = C.parse_size(params['min_size'], 'min_size') or 0
-        self.notes = []
-        self.work = None
-        self.work_pid = None
 
     # -- planning ---------------------------------------------------------------------------------
     def catalogue(self, explicit):
@@ -229,51 +224,16 @@ class Reindexer(object):
         }
 
     # -- execution --------------------------------------------------------------------------------
-    def execute(self, actions, budget):
-        """Run the planned actions in order; every action ends done, failed or postponed."""
-        for action in actions:
-            if budget.exhausted():
-                action.update(result=M.POSTPONED, message='not started: the time budget (max_duration %s s) '
-                              'was used up' % self.params['max_duration'])
-                continue
-            started = time.monotonic()
-            try:
-                self._ensure_work_session()
-                if action['operation'] == 'drop':
-                    self._drop(action, budget)
-                else:
-                    self._reindex(action, budget)
-            except AppcareError as exc:
-                M.abort(actions, action, exc)
-                raise
-            finally:
-                action['seconds'] = round(time.monotonic() - started, 3)
-        for action in actions:
-            action.pop('_row', None)
-
-    def _ensure_work_session(self):
-        if self.work is None or self.work.conn.closed:
-            self.work = M.open_work_session(self.params, 'appcare.maintenance.pg_reindex')
-            self.work_pid = self.work.conn.get_backend_pid()
-
-    def _our_pids(self):
-        return [self.session.conn.get_backend_pid(), self.work_pid]
+    def run_one(self, action, budget):
+        if action['operation'] == 'drop':
+            self._drop(action, budget)
+        else:
+            self._reindex(action, budget)
 
     def _check_blockers(self, row):
-        rows = M.blockers(self.session, row['table_oid'], self.params['lock_timeout'], self._our_pids())
+        rows = M.blockers(self.session, row['table_oid'], self.params['lock_timeout'], self.our_pids())
         if rows:
             raise M.LockWait('%s and would make the statement wait' % M.describe_blockers(rows))
-
-    def _run(self, statement):
-        if not isinstance(statement, str):
-            statement = M.render(self.session, statement)
-        try:
-            self.work.query(statement)
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
-            if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
-                raise AppcareError('lost the connection to %s while running "%s": %s'
-                                   % (target_label(self.params), statement, M.error_text(exc))) from exc
-            raise
 
     def _drop(self, action, budget):
         row = action['_row']
@@ -281,7 +241,7 @@ class Reindexer(object):
         def attempt(_attempt):
             self._check_blockers(row)
             try:
-                self._run(action['sql'])
+                self.run_statement(action['sql'])
             except psycopg2.Error as exc:
                 if M.is_lock_timeout(exc):
                     raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
@@ -315,7 +275,7 @@ class Reindexer(object):
                 continue
             label = M.qualified(schema, name)
             try:
-                self._run(sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(M.identifier(schema, name)))
+                self.run_statement(sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(M.identifier(schema, name)))
                 dropped.append(label)
             except psycopg2.Error as exc:
                 left.append('%s (%s)' % (label, M.error_text(exc)))
@@ -335,7 +295,7 @@ class Reindexer(object):
         def attempt(_attempt):
             self._check_blockers(row)
             try:
-                self._run(action['sql'])
+                self.run_statement(action['sql'])
             except psycopg2.Error as exc:
                 dropped, left = self._drop_new_leftovers(row, before)
                 cleanup['dropped'] += dropped
@@ -383,9 +343,9 @@ class Reindexer(object):
             action.update(result=M.POSTPONED, message='not rebuilt after %d attempt(s): %s; %s%s'
                           % (attempts, waited, original, tail))
 
-    def close(self):
-        if self.work is not None:
-            self.work.close()
+    def findings(self, actions):
+        """Findings of the run: failures (critical), postponed work (warning) and invalid indexes left."""
+        return final_checks(self.session, actions, self.exclude)
 
 
 def final_checks(session, actions, exclude):

@@ -10,9 +10,9 @@ import datetime
 import html
 import json
 import os
-import tempfile
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.history import write_atomic
 
 TIER_PERIODS = {'daily': 1, 'weekly': 7, 'monthly': 30, 'quarterly': 91}
 SEVERITY_ORDER = [C.CRITICAL, C.WARNING, C.UNKNOWN, C.OK]
@@ -21,21 +21,6 @@ KPI_CHECKS = (('connection', 'DB latency', 'ms'), ('connections_used', 'Connecti
               ('backup_age', 'Backup age', 'h'), ('restore_time', 'Restore time', 'min'))
 COLORS = {C.CRITICAL: '#c0392b', C.WARNING: '#d68910', C.UNKNOWN: '#7f8c8d', C.OK: '#1e8449',
           'unreachable': '#6c3483', 'failed': '#c0392b'}
-
-
-def write_atomic(path, text):
-    directory = os.path.dirname(path) or '.'
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix='.report-', dir=directory)
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def target_status(target):

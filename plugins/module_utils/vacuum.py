@@ -11,13 +11,10 @@ counters, so a table that SKIP_LOCKED passed over is reported as postponed, neve
 
 from __future__ import annotations
 
-import time
-
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import target_label
 
 try:
     import psycopg2
@@ -81,16 +78,12 @@ def validate(params):
                                  'table against reads and writes); give tables')
 
 
-class Vacuumer(object):
+class Vacuumer(M.Worker):
     """Plans (read-only) and then executes VACUUM / ANALYZE for one database."""
 
-    def __init__(self, session, params, server_version_num):
-        self.session = session
-        self.params = params
-        self.version = server_version_num
-        self.exclude = [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
-        self.work = None
-        self.work_pid = None
+    kind = 'pg_vacuum'
+    skipped_key = 'skipped_tables'
+    object_key = 'table'
 
     def catalogue(self, explicit):
         query = TABLES_SQL.replace('{privilege}', M.maintain_privilege_sql(self.version, 'c.oid'))
@@ -152,48 +145,24 @@ class Vacuumer(object):
         }
 
     # -- execution --------------------------------------------------------------------------------
-    def execute(self, actions, budget):
-        for action in actions:
-            if budget.exhausted():
-                action.update(result=M.POSTPONED, message='not started: the time budget (max_duration %s s) '
-                              'was used up' % self.params['max_duration'])
-                continue
-            started = time.monotonic()
-            try:
-                if self.work is None or self.work.conn.closed:
-                    self.work = M.open_work_session(self.params, 'appcare.maintenance.pg_vacuum')
-                    self.work_pid = self.work.conn.get_backend_pid()
-                self._one(action, budget)
-            except AppcareError as exc:
-                M.abort(actions, action, exc)
-                raise
-            finally:
-                action['seconds'] = round(time.monotonic() - started, 3)
-        for action in actions:
-            action.pop('_row', None)
-
     def _stats(self, oid):
         return self.session.one(STATS_SQL, (oid,))
 
-    def _one(self, action, budget):
+    def run_one(self, action, budget):
         row = action['_row']
         operation = action['operation']
 
         def attempt(_attempt):
             before = self._stats(row['oid'])
             if operation == VACUUM_FULL:
-                rows = M.blockers(self.session, row['oid'], self.params['lock_timeout'],
-                                  [self.session.conn.get_backend_pid(), self.work_pid])
+                rows = M.blockers(self.session, row['oid'], self.params['lock_timeout'], self.our_pids())
                 if rows:
                     raise M.LockWait('%s and would make VACUUM FULL wait' % M.describe_blockers(rows))
             try:
-                self.work.query(action['sql'])
+                self.run_statement(action['sql'])
             except psycopg2.Error as exc:
                 if M.is_lock_timeout(exc):
                     raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
-                if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
-                    raise AppcareError('lost the connection to %s while running "%s": %s'
-                                       % (target_label(self.params), action['sql'], M.error_text(exc))) from exc
                 raise
             if operation != VACUUM_FULL and row['relkind'] != 'p':
                 after = self._stats(row['oid'])
@@ -222,9 +191,8 @@ class Vacuumer(object):
             message += ', size %s -> %s' % (C.human_bytes(action['size_before']), C.human_bytes(after['size']))
         action.update(result=M.DONE, message=message)
 
-    def close(self):
-        if self.work is not None:
-            self.work.close()
+    def findings(self, actions):
+        return final_checks(self.session, actions, self.params, self.exclude)
 
 
 def final_checks(session, actions, params, exclude):

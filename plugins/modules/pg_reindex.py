@@ -194,10 +194,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import reindex as R
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    Session,
     connect_kwargs,
     connection_argument_spec,
     make_interruptible,
@@ -227,42 +226,7 @@ def main():
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
-
-    reindexer = None
-    try:
-        with Session(params, 'appcare.maintenance.pg_reindex', read_only=True) as session:
-            version = session.conn.server_version
-            budget = M.Budget(params['max_duration'])
-            lock = M.RunLock(session, 'pg_reindex')
-            if not module.check_mode:
-                lock.acquire()
-            try:
-                reindexer = R.Reindexer(session, params, version)
-                actions, skipped = reindexer.plan()
-                result.update(actions=actions, skipped_indexes=skipped, notes=reindexer.notes)
-                if not module.check_mode:
-                    reindexer.execute(actions, budget)
-                for action in actions:
-                    action.pop('_row', None)
-                result['changed'] = any(a['result'] == M.DONE for a in actions)
-                result['checks'] = R.final_checks(session, actions, reindexer.exclude)
-                result['status'] = C.worst_status(result['checks'])
-            finally:
-                if reindexer is not None:
-                    reindexer.close()
-                lock.release()
-    except (AppcareError,) + M.DB_ERRORS as exc:
-        for action in result['actions']:
-            action.pop('_row', None)
-        result['changed'] = any(a['result'] == M.DONE for a in result['actions'])
-        module.fail_json(msg='pg_reindex: %s' % (exc if isinstance(exc, AppcareError) else M.error_text(exc)),
-                         **result)
-    for note in result['notes']:
-        module.warn(note)
-    for action in result['actions']:
-        if action['result'] in (M.FAILED, M.POSTPONED):
-            module.warn('%s %s: %s' % (action['result'], action['index'], action['message']))
-    module.exit_json(**result)
+    M.run_module(module, R.Reindexer, result)
 
 
 if __name__ == '__main__':

@@ -179,10 +179,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import vacuum as V
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    Session,
     connect_kwargs,
     connection_argument_spec,
     make_interruptible,
@@ -212,37 +211,7 @@ def main():
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
-
-    try:
-        with Session(params, 'appcare.maintenance.pg_vacuum', read_only=True) as session:
-            budget = M.Budget(params['max_duration'])
-            lock = M.RunLock(session, 'pg_vacuum')
-            if not module.check_mode:
-                lock.acquire()
-            vacuumer = V.Vacuumer(session, params, session.conn.server_version)
-            try:
-                actions, skipped = vacuumer.plan()
-                result.update(actions=actions, skipped_tables=skipped)
-                if not module.check_mode:
-                    vacuumer.execute(actions, budget)
-                for action in actions:
-                    action.pop('_row', None)
-                result['changed'] = any(a['result'] == M.DONE for a in actions)
-                result['checks'] = V.final_checks(session, actions, params, vacuumer.exclude)
-                result['status'] = C.worst_status(result['checks'])
-            finally:
-                vacuumer.close()
-                lock.release()
-    except (AppcareError,) + M.DB_ERRORS as exc:
-        for action in result['actions']:
-            action.pop('_row', None)
-        result['changed'] = any(a['result'] == M.DONE for a in result['actions'])
-        module.fail_json(msg='pg_vacuum: %s' % (exc if isinstance(exc, AppcareError) else M.error_text(exc)),
-                         **result)
-    for action in result['actions']:
-        if action['result'] in (M.FAILED, M.POSTPONED):
-            module.warn('%s %s: %s' % (action['result'], action['table'], action['message']))
-    module.exit_json(**result)
+    M.run_module(module, V.Vacuumer, result)
 
 
 if __name__ == '__main__':
