@@ -11,6 +11,7 @@ skip, when the distribution's server is missing.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import psycopg2
@@ -71,6 +72,16 @@ def spawn_server(pg_version):
     yield spawn
     for srv in started:
         srv.cleanup()
+
+
+def wait_until(predicate, timeout=30.0, interval=0.1):
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; returns whether it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def wait_for(conn):

@@ -19,6 +19,7 @@ import uuid
 import pytest
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from conftest import wait_until
 from modrunner import run_module, start_module
 from pgserver import SUPERUSER_PASSWORD
 
@@ -101,15 +102,6 @@ def tree_state(root):
 
 def backups_in(dest):
     return sorted(n for n in os.listdir(dest) if not n.startswith('.')) if os.path.isdir(dest) else []
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import signal
 import time
 
 import pytest
-from test_pg_backup import APP_SCHEMA, backup_args, wait_until
+from test_pg_backup import APP_SCHEMA, backup_args
 
+from conftest import wait_until
 from modrunner import run_module, start_module
 
 SMOKE = [{'name': 'applicants', 'query': 'SELECT count(*) FROM applicants', 'expect': 3000},

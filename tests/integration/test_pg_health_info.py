@@ -13,21 +13,10 @@ import time
 import psycopg2
 import pytest
 
-from conftest import wait_for
+from conftest import wait_for, wait_until
 from modrunner import run_module, start_module
 from pgserver import SUPERUSER_PASSWORD, ServerStartError, free_port
 
-
-def wait_until(predicate, timeout=30.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
-# --- a healthy database ---------------------------------------------------------------------------
 
 def test_healthy_database_is_quiet_and_read_only(target):
     target.sql('CREATE TABLE applications (id serial PRIMARY KEY, state text)')

@@ -6,21 +6,12 @@ its clean counterpart."""
 
 from __future__ import annotations
 
-import time
-
 import psycopg2
 import pytest
 
+from conftest import wait_until
+
 SMALL = dict(min_table_size='1MB', cache_min_blocks=100)
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def by_object(result, name):

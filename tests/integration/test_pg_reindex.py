@@ -12,6 +12,7 @@ import zlib
 import psycopg2
 import pytest
 
+from conftest import wait_until
 from modrunner import start_module
 
 FAST = dict(lock_timeout=0.5, lock_retries=2, lock_retry_delay=0.2)
@@ -308,15 +309,6 @@ def test_server_dying_mid_rebuild_is_a_clear_failure(spawn_server):
     first, second = result['actions']
     assert first['result'] == 'failed' and second['result'] == 'postponed'
     assert 'the run stopped' in second['message'] and result['changed'] is False
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_maintain_role_may_rebuild_but_not_drop(target, pg_version):

@@ -11,16 +11,9 @@ import zlib
 
 import pytest
 
+from conftest import wait_until
+
 FAST = dict(lock_timeout=0.5, lock_retries=2, lock_retry_delay=0.2)
-
-
-def wait_until(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def stats(target, table):
