@@ -78,7 +78,8 @@ demo: setup
 	@$(BIN)/python tests/pgserver.py start --dir $(DEMO_DIR) --port $(APPCARE_DEMO_PORT) >/dev/null
 	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT)
 	@# broken-local is broken on purpose: its failed tasks make ansible-playbook exit 2; anything else is an error.
-	$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \
+	@echo "$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml"
+	@$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \
 	  if [ $$status -eq 2 ]; then echo "(exit 2: broken-local is broken on purpose - see its row in the report)"; \
 	  elif [ $$status -ne 0 ]; then exit $$status; fi
 	@echo
