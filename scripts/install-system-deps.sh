@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need: PostgreSQL 15 (second server version under test),
-# Python's venv module, chromium (the dashboard test) and shellcheck for ansible-test sanity. Does nothing where they are present, or where apt does not exist.
+# Python's venv module, chromium (the dashboard test), gnupg (encrypted backups) and shellcheck for ansible-test sanity. Does nothing where they are present, or where apt does not exist.
 set -euo pipefail
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "apt-get not found: skipping Debian packages (PostgreSQL 15 tests will be skipped)"
@@ -18,6 +18,8 @@ command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v git >/dev/null 2>&1 || need+=(git)
 # The run report's HTML dashboard is checked in a real headless browser.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Encrypted backups are written and read by GnuPG (gpg, gpgconf).
+command -v gpg >/dev/null 2>&1 && command -v gpgconf >/dev/null 2>&1 || need+=(gnupg)
 # ansible-test sanity's shellcheck test skips itself without it.
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then

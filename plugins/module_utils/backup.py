@@ -8,8 +8,15 @@ Layout under ``dest``::
     dest/.pg_backup.lock                  one run per destination (flock)
     dest/.partial-<id>/                   a run in progress (never a backup)
     dest/<id>/manifest.json               written last; a directory without it is not a backup
-    dest/<id>/database.dump | database.dir/
+    dest/<id>/database.dump | database.dir/ | database.dump.gpg
     dest/<id>/globals.sql                 optional roles and tablespaces
+
+``<id>`` is ``<database>-<UTC time>[-N]`` (``BACKUP_NAME``). The store trusts nothing it reads back:
+a backup's identity is its directory name, never a manifest field; only direct children of ``dest``
+with such a name, that are real directories inside ``dest`` with a valid manifest, are backups, and
+only those can be deleted. A manifest dated in the future is set apart, never taken as the newest.
+Verification records are appended, and the verdict is derived from all of them (``verdict``), so a
+weaker pass never clears a stronger failure.
 
 Shared by pg_backup (writes) and pg_backup_verify (reads, records verification results).
 """
@@ -26,8 +33,10 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
     AppcareError,
     ConfigurationError,
@@ -35,7 +44,13 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 )
 
 MANIFEST = 'manifest.json'
-MANIFEST_FORMAT = 1
+# 2: row_counts is a list of {schema, table, rows}; verifications is a list of records. 1 is still read.
+MANIFEST_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+# The only directory names the store makes, and so the only ones retention may ever delete.
+BACKUP_NAME = re.compile(r'^(?![.])[A-Za-z0-9_.-]+-[0-9]{8}T[0-9]{6}Z(?:-[0-9]+)?$')
+# A manifest finished later than now plus this is dated in the future: a finding, never the newest backup.
+FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 LOCK_FILE = '.pg_backup.lock'
 PARTIAL_PREFIX = '.partial-'
 DUMP_FILE = {'custom': 'database.dump', 'directory': 'database.dir'}
@@ -271,51 +286,191 @@ def write_json_atomic(path, data):
 
 
 def read_manifest(backup_dir):
-    """The manifest of a backup directory, or None when it has none or it is unreadable."""
+    """The manifest of a backup directory in the current format (older formats are migrated in memory),
+    or None when it has none or it is unreadable or malformed."""
     path = os.path.join(backup_dir, MANIFEST)
     try:
         with open(path) as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get('format_version') != MANIFEST_FORMAT or not data.get('finished_at'):
+    if not isinstance(data, dict) or data.get('format_version') not in READABLE_FORMATS or not data.get('finished_at'):
         return None
     try:
         parse_iso(data['finished_at'])
     except (TypeError, ValueError):
         return None
+    return migrate_manifest(data)
+
+
+def migrate_manifest(data):
+    """A format 1 manifest in format 2's shape. Format 1 keyed row counts ``schema.table``; a name with a
+    dot in it cannot be split back for sure, so such an entry keeps its ``legacy_key`` and verification
+    tries every split against the archive (``table_candidates``). Returns None when malformed."""
+    if data.get('format_version') == 1:
+        counts = data.get('row_counts') or {}
+        if not isinstance(counts, dict):
+            return None
+        entries = []
+        for key, rows in sorted(counts.items()):
+            schema, _dot, table = key.partition('.')
+            entry = {'schema': schema, 'table': table, 'rows': rows}
+            if key.count('.') != 1:
+                entry['legacy_key'] = key
+            entries.append(entry)
+        data['row_counts'] = entries
+        old = data.get('verification')
+        data['verifications'] = [old] if isinstance(old, dict) else []
+        data['format_version'] = MANIFEST_FORMAT
+    counts = data.get('row_counts')
+    if counts is None:
+        data['row_counts'] = []
+    elif not isinstance(counts, list) or not all(
+            isinstance(e, dict) and isinstance(e.get('schema'), str) and isinstance(e.get('table'), str)
+            and isinstance(e.get('rows'), int) and not isinstance(e.get('rows'), bool) for e in counts):
+        return None
+    if not isinstance(data.get('verifications'), list):
+        data['verifications'] = []
     return data
 
 
+def table_label(entry):
+    """``schema.table`` for messages (quoted where a part needs it, so a dot inside a name is visible)."""
+    def part(name):
+        return name if re.match(r'^[a-z_][a-z0-9_]*$', name) else '"%s"' % name.replace('"', '""')
+    return '%s.%s' % (part(entry['schema']), part(entry['table']))
+
+
+def table_candidates(entry):
+    """The (schema, table) pairs a row-count entry can mean: one, or every split of a format 1 key."""
+    key = entry.get('legacy_key')
+    if not key:
+        return [(entry['schema'], entry['table'])]
+    return [(key[:i], key[i + 1:]) for i, char in enumerate(key) if char == '.']
+
+
+# --- verification records -------------------------------------------------------------------------
+
+VERIFY_LEVELS = ('checksum', 'catalog', 'restore')
+VERIFY_RESULTS = ('ok', 'failed')
+
+
+def _record_problem(record, now):
+    """Why a verification record cannot be believed, or None."""
+    if not isinstance(record, dict):
+        return 'not a record'
+    if record.get('level') not in VERIFY_LEVELS or record.get('result') not in VERIFY_RESULTS:
+        return 'unknown level or result'
+    try:
+        at = parse_iso(record.get('at'))
+    except (TypeError, ValueError):
+        return 'no valid time'
+    if at > now + FUTURE_TOLERANCE:
+        return 'dated in the future'
+    return None
+
+
+def verdict(manifest, now=None):
+    """What the verification records of a manifest prove, as ``{result, level, at, records}``.
+
+    ``result`` is ``ok`` only when the newest record at the strongest level that was ever verified
+    passed and no record after it failed, at any level; ``failed`` when a record says so; ``None``
+    when the backup was never verified. Records are taken in the order they were appended. A record that
+    cannot be believed (malformed, or dated in the future) counts as a failed restore-level record, so
+    only a later restore that passes clears it.
+    """
+    now = now or utcnow()
+    records = []
+    for record in manifest.get('verifications') or []:
+        problem = _record_problem(record, now)
+        if problem:
+            records.append({'level': 'restore', 'result': 'failed', 'at': None, 'problem': problem})
+        else:
+            records.append(record)
+    if not records:
+        return {'result': None, 'level': None, 'at': None, 'records': 0}
+    strongest = max(VERIFY_LEVELS.index(r['level']) for r in records)
+    last_top = max(i for i, r in enumerate(records) if VERIFY_LEVELS.index(r['level']) == strongest)
+    failed_after = any(r['result'] == 'failed' for r in records[last_top + 1:])
+    decisive = records[last_top]
+    result = 'ok' if decisive['result'] == 'ok' and not failed_after else 'failed'
+    if failed_after:
+        decisive = [r for r in records[last_top + 1:] if r['result'] == 'failed'][-1]
+    return {'result': result, 'level': VERIFY_LEVELS[strongest], 'at': decisive.get('at'), 'records': len(records),
+            'problem': decisive.get('problem')}
+
+
 def is_verified_good(manifest):
-    verification = manifest.get('verification') or {}
-    return verification.get('result') == 'ok'
+    return verdict(manifest)['result'] == 'ok'
 
 
-def scan(dest):
-    """What is in ``dest``: complete backups (newest first), partial leftovers, and other directories."""
-    backups, partials, others = [], [], []
+def append_verification(backup_dir, record):
+    """Append a verification record to a backup's manifest (re-read now, written atomically); returns the
+    backup's verdict after it. The summary ``verification`` field is for people: code reads ``verdict``."""
+    manifest = read_manifest(backup_dir)
+    if manifest is None:
+        raise AppcareError('the manifest of %s disappeared or became unreadable during verification' % backup_dir)
+    manifest['verifications'].append(record)
+    summary = verdict(manifest)
+    manifest['verification'] = {k: summary[k] for k in ('result', 'level', 'at')}
+    write_json_atomic(os.path.join(backup_dir, MANIFEST), manifest)
+    return summary
+
+
+class Scan(object):
+    """What ``scan`` found in ``dest``: ``backups`` (newest first), ``partials`` (crashed runs), ``others``
+    (directories that are not backups: never counted, never deleted) and ``future`` (backups whose
+    manifest is dated in the future: reported, never the newest, never deleted)."""
+
+    def __init__(self):
+        self.backups, self.partials, self.others, self.future = [], [], [], []
+
+    def __iter__(self):  # backups, partials, others = scan(dest)
+        return iter((self.backups, self.partials, self.others))
+
+
+def scan(dest, now=None):
+    """What is in ``dest``. A backup's ``id`` is its directory name: a manifest never names what it is."""
+    found = Scan()
+    now = now or utcnow()
     try:
         names = sorted(os.listdir(dest))
     except FileNotFoundError:
-        return backups, partials, others
+        return found
     for name in names:
         path = os.path.join(dest, name)
         if not os.path.isdir(path) or os.path.islink(path):
             continue
         if name.startswith(PARTIAL_PREFIX):
-            partials.append(path)
+            found.partials.append(path)
             continue
         if name.startswith('.'):
             continue
-        manifest = read_manifest(path)
+        manifest = read_manifest(path) if BACKUP_NAME.match(name) else None
         if manifest is None:
-            others.append(path)
+            found.others.append(path)
             continue
-        backups.append({'id': manifest.get('id', name), 'path': path, 'manifest': manifest,
-                        'finished_at': parse_iso(manifest['finished_at'])})
-    backups.sort(key=lambda b: b['finished_at'], reverse=True)
-    return backups, partials, others
+        entry = {'id': name, 'path': path, 'manifest': manifest, 'finished_at': parse_iso(manifest['finished_at'])}
+        if entry['finished_at'] > now + FUTURE_TOLERANCE:
+            found.future.append(entry)
+        else:
+            found.backups.append(entry)
+    found.backups.sort(key=lambda b: b['finished_at'], reverse=True)
+    return found
+
+
+def future_check(found, now=None):
+    """The ``backup_future_dated`` finding: backups whose manifest says they finished in the future (clock
+    skew, a copy from elsewhere, tampering). They are never taken as the newest backup, nor deleted."""
+    now = now or utcnow()
+    if not found.future:
+        return C.finding('backup_future_dated', C.OK, 'no backup is dated in the future', value=0, unit='count')
+    names = ', '.join('%s (finished_at %s)' % (e['id'], e['manifest']['finished_at']) for e in found.future[:5])
+    return C.finding('backup_future_dated', C.WARNING,
+                     '%d backup(s) dated more than %d min after this host\'s clock (%s): %s; they are not '
+                     'counted as the newest backup and retention leaves them alone - check the clocks, or '
+                     'remove them by hand' % (len(found.future), FUTURE_TOLERANCE.seconds // 60, iso(now), names),
+                     value=len(found.future), unit='count')
 
 
 class DestinationLock(object):
@@ -368,20 +523,45 @@ def remove_tree(path):
         raise BackupError('could not remove %s' % path)
 
 
+def delete_backup(dest, name):
+    """Delete the backup ``name`` of ``dest``, and nothing else: ``name`` must be a backup directory name
+    of the store, the path a real directory (not a symlink) directly inside ``dest`` once resolved, with a
+    valid manifest. Returns the path removed."""
+    if not isinstance(name, str) or not BACKUP_NAME.match(name) or os.sep in name:
+        raise BackupError('refusing to delete %r: not a backup name of this store' % (name,))
+    root = os.path.realpath(dest)
+    path = os.path.join(root, name)
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise BackupError('refusing to delete %s: %s' % (path, exc.strerror)) from exc
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise BackupError('refusing to delete %s: not a directory of its own (a symlink or a file)' % path)
+    if os.path.dirname(os.path.realpath(path)) != root:
+        raise BackupError('refusing to delete %s: it resolves outside %s' % (path, root))
+    if read_manifest(path) is None:
+        raise BackupError('refusing to delete %s: it has no valid manifest, so it is not a backup' % path)
+    remove_tree(path)
+    return path
+
+
 # --- retention ------------------------------------------------------------------------------------
 
-def retention_plan(backups, keep_daily=0, keep_weekly=0, keep_monthly=0):
+def retention_plan(backups, keep_daily=0, keep_weekly=0, keep_monthly=0, protect=()):
     """Split complete backups (newest first, as from ``scan``) into (keep, delete) lists of ids.
 
     Keeps the newest backup of each of the last ``keep_daily`` days, ``keep_weekly`` ISO weeks and
     ``keep_monthly`` months that have backups (UTC, by the manifest's completion time), always the
-    newest backup, and always the newest verified-good backup.
+    newest backup, always the newest verified-good backup, and always the ids in ``protect`` (the backup
+    the current run just wrote).
     """
     for name, value in (('keep_daily', keep_daily), ('keep_weekly', keep_weekly), ('keep_monthly', keep_monthly)):
         if value is None or value < 0:
             raise ConfigurationError('%s must be 0 or more, got %r' % (name, value))
     ordered = sorted(backups, key=lambda b: b['finished_at'], reverse=True)
     keep = {}
+    for backup_id in protect:
+        keep[backup_id] = 'this run'
 
     def bucket_keep(key_of, count, reason):
         seen = []

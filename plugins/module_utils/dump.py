@@ -14,10 +14,12 @@ import fnmatch
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     client_env,
@@ -52,6 +54,27 @@ SELECT n.nspname AS schema, c.relname AS name
    AND NOT EXISTS (SELECT 1 FROM pg_depend d
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
  ORDER BY 1, 2
+"""
+
+# What pg_dump needs of every table and sequence it dumps, checked before it starts, so a missing privilege
+# is named as such (pg_dump and the row-counting session would otherwise fail on it mid-run, and the
+# failure would surface as a lost snapshot).
+ACCESS_SQL = """
+SELECT quote_ident(n.nspname) AS schema_q, n.nspname AS schema, c.relname AS name,
+       CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END AS kind,
+       has_schema_privilege(n.oid, 'USAGE') AS usage,
+       has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT') AS can_select,
+       c.relkind = 'r' AND c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls)
+         AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE')) AS rls,
+       quote_ident(current_user) AS role
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_roles r ON r.rolname = current_user
+ WHERE c.relkind IN ('r', 'S') AND c.relpersistence <> 't'
+   AND n.nspname = ANY(%s)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 3
 """
 
 SIGNAL_HINTS = {
@@ -109,15 +132,17 @@ def server_info(session):
 class DumpRun(object):
     """A single backup of one database into ``dest``."""
 
-    def __init__(self, session, params, server, client, compression):
+    def __init__(self, session, params, server, client, compression, encryptor=None):
         self.session = session
         self.server = server
         self.params = params
         self.client = client
         self.compression = compression
+        self.encryptor = encryptor if encryptor is not None and encryptor.enabled else None
         self.dest = params['dest']
         self.fmt = params['format']
-        self.proc = None
+        self.procs = []
+        self.header = b''
 
     # -- helpers ---------------------------------------------------------------------------------
     def _bin(self, name):
@@ -139,10 +164,50 @@ class DumpRun(object):
         preset = B.SUPABASE_EXCLUDED_SCHEMAS if self.params['preset'] == 'supabase' else []
         return resolve_schemas(schemas, self.params['include_schemas'], self.params['exclude_schemas'], preset)
 
+    def check_access(self, included):
+        """Refuse, before anything is written, a backup the login role cannot read completely: name each
+        table or sequence, the privilege it lacks and the statement that grants it."""
+        rows = self.session.query(ACCESS_SQL, (included,))
+        denied = [r for r in rows if not r['can_select']]
+        limited = [r for r in rows if r['can_select'] and r['rls']]
+        if not denied and not limited:
+            return
+        role = rows[0]['role']
+        problems, grants = [], []
+        for row in denied:
+            label = B.table_label({'schema': row['schema'], 'table': row['name']})
+            if not row['usage']:
+                problems.append('%s (no USAGE on schema %s)' % (label, row['schema_q']))
+                grant = 'GRANT USAGE ON SCHEMA %s TO %s' % (row['schema_q'], role)
+            else:
+                problems.append('%s %s (no SELECT)' % (row['kind'], label))
+                grant = 'GRANT SELECT ON ALL %sS IN SCHEMA %s TO %s' % (row['kind'].upper(), row['schema_q'], role)
+            if grant not in grants:
+                grants.append(grant)
+        message = ''
+        if denied:
+            message = ('role %s cannot read %d object(s) the backup includes: %s. Grant what is missing (%s) or '
+                       'leave the schema out with exclude_schemas'
+                       % (role, len(denied), ', '.join(problems[:10]), '; '.join(grants[:5])))
+        if limited:
+            message += ('%srole %s is subject to row-level security on %d table(s) (%s): pg_dump would stop '
+                        'rather than dump only the rows the role may see. Log in as the tables\' owner, or grant '
+                        'BYPASSRLS (ALTER ROLE %s BYPASSRLS)'
+                        % ('; ' if message else '', role, len(limited),
+                           ', '.join(B.table_label({'schema': r['schema'], 'table': r['name']}) for r in limited[:10]),
+                           role))
+        raise B.BackupError(message)
+
     def dump_argv(self, partial, snapshot, included, excluded):
         out = os.path.join(partial, B.DUMP_FILE[self.fmt])
-        argv = [self._bin('pg_dump'), '--format=%s' % self.fmt, '--file=%s' % out, '--no-password',
-                '--snapshot=%s' % snapshot]
+        if self.encryptor:
+            # pg_dump writes to its stdout, gpg writes the file: no plaintext reaches the disk.
+            out += E.SUFFIX
+            target = []
+        else:
+            target = ['--file=%s' % out]
+        argv = [self._bin('pg_dump'), '--format=%s' % self.fmt] + target
+        argv += ['--no-password', '--snapshot=%s' % snapshot]
         argv += B.compression_args(self.client['major'], self.compression, self.params['compression_level'])
         if self.fmt == 'directory' and self.params['jobs'] > 1:
             argv.append('--jobs=%d' % self.params['jobs'])
@@ -171,9 +236,10 @@ class DumpRun(object):
             raise
 
     def _stop_dump(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def _dump_into(self, partial, backup_id, started, included, excluded):
         conn = self.session.conn
@@ -184,14 +250,17 @@ class DumpRun(object):
             tables = self.session.query(TABLES_SQL, (included,))
             argv, out = self.dump_argv(partial, snapshot, included, excluded)
             counter = RowCounter(self.session, tables)
-            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                         env=self._env())
-            # Count rows in the exported snapshot while pg_dump copies the same snapshot.
-            counter.start()
-            _out, err = self.proc.communicate()
-            if self.proc.returncode != 0:
-                counter.cancel()
-                raise B.BackupError('pg_dump failed: %s' % _exit_reason(self.proc.returncode, err))
+            if self.encryptor:
+                listing = self._dump_encrypted(argv, out, counter)
+            else:
+                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        env=self._env())
+                self.procs.append(proc)
+                # Count rows in the exported snapshot while pg_dump copies the same snapshot.
+                counter.start()
+                _out, err = proc.communicate()
+                self._dump_exit(proc.returncode, err, counter)
+                listing = None
             counts = counter.result()
         finally:
             try:
@@ -218,7 +287,7 @@ class DumpRun(object):
                     hint = ('; on managed platforms (Supabase, RDS) password hashes cannot be read: set '
                             'no_role_passwords: true')
                 raise B.BackupError('%s%s' % (exc, hint)) from exc
-        table_entries = self.check_archive(out, tables)
+        table_entries = self.check_archive(out, tables, listing)
         finished = B.utcnow()
         files = B.file_digests(partial)
         total = sum(f['bytes'] for f in files)
@@ -252,12 +321,58 @@ class DumpRun(object):
             'duration_seconds': round((finished - started).total_seconds(), 3),
             'bytes': total,
             'files': files,
+            'encryption': self.encryptor.description if self.encryptor else None,
             'verification': None,
+            'verifications': [],
         }
 
-    def check_archive(self, out, tables):
+    def _dump_exit(self, returncode, err, counter):
+        """Raise for a failed pg_dump, naming the cause: when the row count failed first, its error is the
+        cause (its session held the snapshot pg_dump imports)."""
+        if returncode == 0:
+            return
+        failed_first = counter.error is not None  # before we cancel it: the count failed on its own
+        counter.cancel()
+        if failed_first:
+            counter.result()
+        raise B.BackupError('pg_dump failed: %s' % _exit_reason(returncode, err))
+
+    def _dump_encrypted(self, argv, out, counter):
+        """pg_dump -> gpg -> ``out``, with the stream's start also fed to ``pg_restore --list`` so the new
+        archive's table of contents is checked without decrypting anything. Returns the listing."""
+        with E.GpgHome(self.encryptor.gpg) as home, tempfile.TemporaryFile() as dump_err, \
+                tempfile.TemporaryFile() as gpg_err, tempfile.TemporaryFile() as list_out, \
+                tempfile.TemporaryFile() as list_err:
+            dump = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=dump_err, env=self._env())
+            self.procs.append(dump)
+            gpg = subprocess.Popen(self.encryptor.argv(home, out), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=gpg_err)
+            self.procs.append(gpg)
+            lister = subprocess.Popen([self._bin('pg_restore'), '--list'], stdin=subprocess.PIPE, stdout=list_out,
+                                      stderr=list_err, env=self._env())
+            self.procs.append(lister)
+            counter.start()
+            broken = None
+            try:
+                self.header, _size = E.copy_stream(dump.stdout, [gpg.stdin], [lister.stdin])
+            except BrokenPipeError as exc:
+                broken = exc
+            dump.stdout.close()
+            for proc in (dump, gpg, lister):
+                proc.wait()
+            self._dump_exit(dump.returncode, _read(dump_err), counter)
+            if gpg.returncode != 0 or broken is not None:
+                raise B.BackupError('gpg failed to encrypt the dump: %s'
+                                    % _exit_reason(gpg.returncode if gpg.returncode != 0 else 1, _read(gpg_err)))
+            if lister.returncode != 0:
+                raise B.BackupError('pg_restore --list of the new archive failed: %s'
+                                    % _exit_reason(lister.returncode, _read(list_err)))
+            return _read(list_out)
+
+    def check_archive(self, out, tables, listing=None):
         """Refuse an archive that is empty, has no readable header, or that pg_restore cannot list, or
-        that lacks data for a table we counted."""
+        that lacks data for a table we counted. An encrypted archive was checked in the stream
+        (``listing`` and ``self.header``); its file is checked to be OpenPGP, not plaintext."""
         header_file = out if self.fmt == 'custom' else os.path.join(out, 'toc.dat')
         try:
             size = os.path.getsize(header_file)
@@ -267,9 +382,14 @@ class DumpRun(object):
             raise B.BackupError('pg_dump exited 0 but left no readable archive at %s: %s' % (header_file, exc)) from exc
         if size == 0:
             raise B.BackupError('pg_dump exited 0 but the archive %s is empty' % header_file)
+        if listing is not None:
+            if not E.looks_encrypted(header_file):
+                raise B.BackupError('%s should be OpenPGP-encrypted but is not' % header_file)
+            magic = self.header[:5]
         if magic != b'PGDMP':
             raise B.BackupError('%s does not start with a pg_dump archive header' % header_file)
-        listing = self._run_tool([self._bin('pg_restore'), '--list', out], 'pg_restore --list of the new archive')
+        if listing is None:
+            listing = self._run_tool([self._bin('pg_restore'), '--list', out], 'pg_restore --list of the new archive')
         entries = [line for line in listing.splitlines() if line and not line.startswith(';')]
         data_lines = set()
         for line in entries:
@@ -280,7 +400,7 @@ class DumpRun(object):
         for table in tables:
             prefix = '%s %s ' % (table['schema'], table['name'])
             if not any(entry.startswith(prefix) for entry in data_lines):
-                missing.append('%s.%s' % (table['schema'], table['name']))
+                missing.append(B.table_label({'schema': table['schema'], 'table': table['name']}))
         if missing:
             raise B.BackupError('the archive has no data entry for %d table(s): %s'
                                 % (len(missing), ', '.join(missing[:10])))
@@ -293,8 +413,9 @@ class RowCounter(object):
     def __init__(self, session, tables):
         self.session = session
         self.tables = tables
-        self.counts = {}
+        self.counts = []
         self.error = None
+        self.failed_table = None
         self.cancelled = False
         self.thread = threading.Thread(target=self._run, name='appcare-row-count')
         self.thread.daemon = True
@@ -306,9 +427,11 @@ class RowCounter(object):
         try:
             with self.session.conn.cursor() as cur:
                 for table in self.tables:
+                    self.failed_table = {'schema': table['schema'], 'table': table['name']}
                     cur.execute(sql.SQL('SELECT count(*) FROM {}.{}').format(
                         sql.Identifier(table['schema']), sql.Identifier(table['name'])))
-                    self.counts['%s.%s' % (table['schema'], table['name'])] = cur.fetchone()[0]
+                    self.counts.append({'schema': table['schema'], 'table': table['name'], 'rows': cur.fetchone()[0]})
+                self.failed_table = None
         except psycopg2.Error as exc:
             self.error = exc
 
@@ -324,8 +447,15 @@ class RowCounter(object):
     def result(self):
         self.thread.join()
         if self.error is not None:
-            raise B.BackupError('could not count rows in the backup snapshot: %s' % db_error_text(self.error))
+            where = ' of %s' % B.table_label(self.failed_table) if self.failed_table else ''
+            raise B.BackupError('could not count the rows%s in the backup snapshot: %s'
+                                % (where, db_error_text(self.error)))
         return self.counts
+
+
+def _read(handle):
+    handle.seek(0)
+    return handle.read().decode('utf-8', 'replace')
 
 
 def _exit_reason(returncode, stderr):

@@ -79,7 +79,11 @@ def target_label(params):
 
 
 def connect_kwargs(params, application_name, lock_timeout=None, read_only=False):
-    """psycopg2.connect() keyword arguments for the module parameters."""
+    """psycopg2.connect() keyword arguments for the module parameters; raises ConfigurationError for an
+    option libpq would only reject later (so modules can validate before they touch disk or network)."""
+    port = params.get('login_port')
+    if port is None or not 1 <= port <= 65535:
+        raise ConfigurationError('login_port must be between 1 and 65535, got %s' % port)
     if params.get('connect_timeout') is not None and params['connect_timeout'] < 1:
         raise ConfigurationError('connect_timeout must be at least 1 second, got %s' % params['connect_timeout'])
     if params.get('statement_timeout') is not None and params['statement_timeout'] < 0:

@@ -18,6 +18,7 @@ import zlib
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
 from ansible_collections.appcare.maintenance.plugins.module_utils.dump import _exit_reason
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
@@ -39,7 +40,8 @@ class VerifyError(AppcareError):
 
 
 def pick_backup(backup, dest, database=None):
-    """The backup directory to verify: an explicit path, or the newest complete one under ``dest``."""
+    """The backup directory to verify: an explicit path, or the newest complete one under ``dest`` (never
+    one dated in the future)."""
     if backup and backup != 'latest':
         path = os.path.abspath(backup)
         if not os.path.isdir(path):
@@ -51,7 +53,7 @@ def pick_backup(backup, dest, database=None):
         return path, manifest
     if not dest:
         raise ConfigurationError('backup: latest needs dest, the directory that holds the backups')
-    backups, _partials, _others = B.scan(dest)
+    backups = B.scan(dest).backups
     if database:
         backups = [b for b in backups if b['manifest'].get('database') == database]
     if not backups:
@@ -60,16 +62,32 @@ def pick_backup(backup, dest, database=None):
 
 
 def newest_good(dest, database):
-    """The newest complete backup of ``database`` under ``dest`` that did not fail a verification."""
-    backups, _partials, _others = B.scan(dest)
-    for entry in backups:
+    """The newest complete backup of ``database`` under ``dest`` whose verdict is not ``failed``."""
+    for entry in B.scan(dest).backups:
         manifest = entry['manifest']
         if manifest.get('database') != database:
             continue
-        if (manifest.get('verification') or {}).get('result') == 'failed':
+        if B.verdict(manifest)['result'] == 'failed':
             continue
         return entry
     return None
+
+
+def encryption_check(dest, database, required):
+    """The ``backup_encryption`` finding: every backup of ``database`` under ``dest`` is encrypted, judged by
+    the stored dump file itself (a manifest can be edited). Critical when encryption is required and a
+    backup is not; ok otherwise."""
+    backups = [b for b in B.scan(dest).backups if b['manifest'].get('database') == database]
+    plain = [b['id'] for b in backups if not E.looks_encrypted(archive_path(b['path'], b['manifest']))]
+    if plain and required:
+        return C.finding('backup_encryption', C.CRITICAL, '%d of %d backup(s) of %s under %s are not encrypted, '
+                         'and encryption is required: %s' % (len(plain), len(backups), database, dest,
+                                                             ', '.join(plain[:10])),
+                         value=len(plain), unit='count', obj='db=%s' % database)
+    return C.finding('backup_encryption', C.OK, '%d of %d backup(s) of %s under %s are encrypted%s'
+                     % (len(backups) - len(plain), len(backups), database, dest,
+                        '' if required else ' (encryption is not required)'),
+                     value=len(plain), unit='count', obj='db=%s' % database)
 
 
 def verify_checksums(path, manifest):
@@ -92,28 +110,55 @@ def verify_checksums(path, manifest):
 
 
 def archive_path(path, manifest):
-    return os.path.join(path, manifest.get('dump') or B.DUMP_FILE.get(manifest.get('format'), 'database.dump'))
+    """The dump file of a backup. Only a plain file name is taken from the manifest: it never points
+    elsewhere."""
+    name = manifest.get('dump')
+    if not isinstance(name, str) or name in ('', '.', '..') or '/' in name or os.sep in name:
+        name = B.DUMP_FILE.get(manifest.get('format'), 'database.dump')
+    return os.path.join(path, name)
 
 
-def verify_catalog(pg_restore, path, manifest):
-    """(ok, message, missing tables): pg_restore --list succeeds and lists data for every counted table."""
+def is_encrypted(path, manifest):
+    """Decided by the file itself, so an edited manifest can neither hide nor invent encryption."""
+    return E.looks_encrypted(archive_path(path, manifest))
+
+
+def list_archive(pg_restore, path, manifest, decryptor, env=None):
+    """(returncode, stdout, stderr) of ``pg_restore --list`` over the archive, decrypting it in the
+    stream when it is encrypted (the whole file is decrypted, so its integrity is proven too)."""
+    if is_encrypted(path, manifest):
+        return decryptor.stream(archive_path(path, manifest), [pg_restore, '--list'], env, manifest.get('encryption'))
     proc = subprocess.run([pg_restore, '--list', archive_path(path, manifest)], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        return False, 'pg_restore --list failed: %s' % _exit_reason(proc.returncode, proc.stderr), None
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def verify_catalog(pg_restore, path, manifest, decryptor=None):
+    """(ok, message, tables): pg_restore --list succeeds and lists data for every counted table. ``tables``
+    maps each row-count entry's index to the (schema, table) the archive holds it as."""
+    try:
+        returncode, listing, stderr = list_archive(pg_restore, path, manifest, decryptor or E.Decryptor())
+    except E.ArchiveUndecryptable as exc:
+        return False, str(exc), {}
+    if returncode != 0:
+        return False, 'pg_restore --list failed: %s' % _exit_reason(returncode, stderr), {}
     data = set()
-    for line in proc.stdout.splitlines():
+    for line in listing.splitlines():
         if not line.startswith(';') and ' TABLE DATA ' in line:
             data.add(line.split(' TABLE DATA ', 1)[1])
-    missing = []
-    for table in manifest.get('row_counts') or {}:
-        schema, _dot, name = table.partition('.')
-        if not any(entry.startswith('%s %s ' % (schema, name)) for entry in data):
-            missing.append(table)
+    missing, resolved = [], {}
+    entries = manifest.get('row_counts') or []
+    for index, entry in enumerate(entries):
+        for schema, name in B.table_candidates(entry):
+            if any(line.startswith('%s %s ' % (schema, name)) for line in data):
+                resolved[index] = (schema, name)
+                break
+        else:
+            missing.append(entry.get('legacy_key') or B.table_label(entry))
     if missing:
         return False, 'the archive has no data for %d table(s) the manifest lists: %s' % (
-            len(missing), ', '.join(missing[:10])), missing
-    return True, 'pg_restore lists data for all %d tables of the manifest' % len(manifest.get('row_counts') or {}), []
+            len(missing), ', '.join(missing[:10])), resolved
+    return True, 'pg_restore lists data for all %d tables of the manifest' % len(entries), resolved
 
 
 def scratch_lock_key(name):
@@ -193,25 +238,26 @@ class Scratch(object):
         self.session.one('SELECT pg_advisory_unlock_all() IS NULL AS ok')
 
 
-def count_rows(connect, dbname, row_counts):
-    """{table: (expected, restored or None)} for every table of the manifest that differs, and the
-    number compared."""
+def count_rows(connect, dbname, row_counts, resolved):
+    """{table: {expected, restored[, error]}} for every table of the manifest whose restored row count
+    differs; ``resolved`` maps entry indexes to (schema, table) as ``verify_catalog`` found them."""
     conn = connect(dbname)
     mismatches = {}
     try:
         with conn.cursor() as cur:
-            for table, expected in sorted((row_counts or {}).items()):
-                schema, _dot, name = table.partition('.')
+            for index, entry in enumerate(row_counts or []):
+                schema, name = resolved.get(index, (entry['schema'], entry['table']))
+                label = B.table_label({'schema': schema, 'table': name})
+                expected = entry['rows']
                 try:
                     cur.execute(sql.SQL('SELECT count(*) FROM {}.{}').format(sql.Identifier(schema), sql.Identifier(name)))
                     got = cur.fetchone()[0]
                 except psycopg2.Error as exc:
                     conn.rollback()
-                    got = None
-                    mismatches[table] = {'expected': expected, 'restored': None, 'error': db_error_text(exc)}
+                    mismatches[label] = {'expected': expected, 'restored': None, 'error': db_error_text(exc)}
                     continue
                 if got != expected:
-                    mismatches[table] = {'expected': expected, 'restored': got}
+                    mismatches[label] = {'expected': expected, 'restored': got}
         conn.rollback()
     finally:
         conn.close()
@@ -263,20 +309,29 @@ def validate_smoke_queries(queries):
             raise ConfigurationError('smoke_queries[%d]: min_rows must be a whole number >= 0' % index)
 
 
-def restore(pg_restore, env, path, manifest, dbname, jobs, no_owner):
-    """Run pg_restore --exit-on-error into ``dbname``; returns seconds, raises VerifyError on failure."""
+def restore(pg_restore, env, path, manifest, dbname, jobs, no_owner, decryptor=None):
+    """Run pg_restore --exit-on-error into ``dbname`` (from a decrypting pipe when the backup is encrypted);
+    returns seconds, raises RestoreFailed on failure."""
     argv = [pg_restore, '--exit-on-error', '--no-password', '--dbname=%s' % dbname]
     if jobs > 1:
         argv.append('--jobs=%d' % jobs)
     if no_owner:
         argv += ['--no-owner', '--no-privileges']
-    argv.append(archive_path(path, manifest))
     started = time.monotonic()
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, check=False)
+    if is_encrypted(path, manifest):
+        try:
+            returncode, _out, stderr = (decryptor or E.Decryptor()).stream(archive_path(path, manifest), argv, env,
+                                                                           manifest.get('encryption'))
+        except E.ArchiveUndecryptable as exc:
+            raise RestoreFailed('restore failed after %.1f s: %s' % (time.monotonic() - started, exc),
+                                time.monotonic() - started) from exc
+    else:
+        proc = subprocess.run(argv + [archive_path(path, manifest)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env, check=False)
+        returncode, stderr = proc.returncode, proc.stderr
     seconds = time.monotonic() - started
-    if proc.returncode != 0:
-        raise RestoreFailed('pg_restore failed after %.1f s: %s' % (seconds, _exit_reason(proc.returncode, proc.stderr)),
-                            seconds)
+    if returncode != 0:
+        raise RestoreFailed('pg_restore failed after %.1f s: %s' % (seconds, _exit_reason(returncode, stderr)), seconds)
     return seconds
 
 

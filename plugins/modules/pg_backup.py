@@ -239,6 +239,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
 from ansible_collections.appcare.maintenance.plugins.module_utils.dump import (
     BACKUP_THRESHOLDS,
     DumpRun,
@@ -263,6 +264,7 @@ except ImportError:  # pragma: no cover - reported by Session
 
 
 def validate(params):
+    """Every option, before anything touches disk or network. Returns (thresholds, encryptor)."""
     if params['jobs'] < 1:
         raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
     if params['jobs'] > 1 and params['format'] != 'directory':
@@ -276,7 +278,13 @@ def validate(params):
         if params[name] is not None and params[name] < 0:
             raise ConfigurationError('%s must be 0 or more, got %d' % (name, params[name]))
     connect_kwargs(params, 'validation only')
-    return C.merge_thresholds(BACKUP_THRESHOLDS, params['thresholds'])
+    thresholds = C.merge_thresholds(BACKUP_THRESHOLDS, params['thresholds'])
+    encryptor = E.Encryptor(params['encryption_recipients'], params['encryption_passphrase_file'])
+    if encryptor.enabled and params['format'] != 'custom':
+        raise ConfigurationError('encryption needs format: custom (pg_dump writes a directory-format backup as '
+                                 'many files itself, so it cannot be encrypted in the stream)')
+    encryptor.validate()
+    return thresholds, encryptor
 
 
 def retention_active(params):
@@ -288,11 +296,12 @@ def same_target(backups, params):
             and b['manifest'].get('target') == target_label(params)]
 
 
-def plan_retention(backups, params):
+def plan_retention(backups, params, this_run):
+    """Ids retention deletes; never ``this_run``, the backup the current run writes."""
     if not retention_active(params):
         return []
     _keep, delete = B.retention_plan(backups, params['keep_daily'] or 0, params['keep_weekly'] or 0,
-                                     params['keep_monthly'] or 0)
+                                     params['keep_monthly'] or 0, protect=[this_run])
     return delete
 
 
@@ -325,16 +334,18 @@ def main():
         keep_weekly=dict(type='int'),
         keep_monthly=dict(type='int'),
         thresholds=dict(type='dict', default={}),
+        encryption_recipients=dict(type='list', elements='path'),
+        encryption_passphrase_file=dict(type='path', no_log=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     dest = params['dest'] = os.path.abspath(params['dest'])
     os.umask(0o077)
     make_interruptible()  # a stopped run still removes its partial directory
-    result = dict(changed=False, path=None, deleted=[], cleaned=[], ignored=[])
+    result = dict(changed=False, path=None, deleted=[], cleaned=[], ignored=[], future=[])
 
     try:
-        thresholds = validate(params)
+        thresholds, encryptor = validate(params)
         if not module.check_mode:
             prepare_dest(dest)
             if not os.access(dest, os.W_OK | os.X_OK):
@@ -349,17 +360,19 @@ def main():
                 client = B.find_client(server['major'], server['version'], params['pg_bin_dir'], tools)
                 compression = B.choose_compression(os.path.join(client['bin_dir'], 'pg_dump'), client['major'],
                                                    params['compression'])
-                run = DumpRun(session, params, server, client, compression)
+                run = DumpRun(session, params, server, client, compression, encryptor)
                 included, excluded = run.plan()
-                backups, partials, others = B.scan(dest)
-                result.update(client=client, ignored=others)
+                run.check_access(included)
+                found = B.scan(dest)
+                backups, partials = found.backups, found.partials
+                result.update(client=client, ignored=found.others, future=[e['path'] for e in found.future])
                 backup_id = new_backup_id(dest, params['login_db'])
                 result['path'] = os.path.join(dest, backup_id)
                 if module.check_mode:
                     # The planned backup would be the newest: retention would keep it and judge the rest.
                     planned = {'id': backup_id, 'path': result['path'], 'finished_at': B.utcnow(),
-                               'manifest': {'verification': None}}
-                    result['deleted'] = plan_retention([planned] + same_target(backups, params), params)
+                               'manifest': {'verifications': []}}
+                    result['deleted'] = plan_retention([planned] + same_target(backups, params), params, backup_id)
                     result.update(changed=True, cleaned=partials, schemas=included, excluded_schemas=excluded,
                                   compression=compression)
                     module.exit_json(**result)
@@ -374,9 +387,9 @@ def main():
             result.update(changed=True, manifest=manifest, bytes=manifest['bytes'], seconds=round(seconds, 3),
                           mb_per_s=round(size_row['bytes'] / 1048576.0 / max(seconds, 1e-6), 2))
             if retention_active(params):
-                backups, _partials, _others = B.scan(dest)
-                for backup_id_to_delete in plan_retention(same_target(backups, params), params):
-                    B.remove_tree(os.path.join(dest, backup_id_to_delete))
+                found = B.scan(dest)
+                for backup_id_to_delete in plan_retention(same_target(found.backups, params), params, backup_id):
+                    B.delete_backup(dest, backup_id_to_delete)
                     result['deleted'].append(backup_id_to_delete)
         finally:
             if lock is not None:
@@ -389,7 +402,7 @@ def main():
         module.fail_json(msg='backup failed: %s: %s' % (getattr(exc, 'filename', '') or dest, exc.strerror or exc),
                          **result)
 
-    findings = [size_check(thresholds, manifest, previous)]
+    findings = [size_check(thresholds, manifest, previous), B.future_check(found)]
     result.update(checks=findings, status=C.worst_status(findings))
     module.exit_json(**result)
 

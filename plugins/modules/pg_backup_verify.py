@@ -188,6 +188,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
 from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
@@ -217,6 +218,9 @@ def validate(params):
                                  % params['scratch_db'])
     V.validate_smoke_queries(params['smoke_queries'])
     connect_kwargs(params, 'validation only')
+    decryptor = E.Decryptor(params['decryption_key_file'], params['decryption_passphrase_file'])
+    decryptor.validate()
+    return decryptor
 
 
 def fail_or(name, ok, message, value=None, unit=None, **extra):
@@ -237,6 +241,9 @@ def main():
         rto_minutes=dict(type='float', default=60),
         rpo_hours=dict(type='float', default=24),
         pg_bin_dir=dict(type='path'),
+        decryption_key_file=dict(type='path', no_log=False),
+        decryption_passphrase_file=dict(type='path', no_log=False),
+        require_encryption=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -247,40 +254,36 @@ def main():
     make_interruptible()  # a stopped run still drops its scratch database
 
     try:
-        validate(params)
+        decryptor = validate(params)
         path, manifest = V.pick_backup(params['backup'], params['dest'], params['source_database'])
         result['backup'] = path
         database = manifest.get('database')
+        encrypted = V.is_encrypted(path, manifest)
+        if encrypted and depth >= 2 and params['jobs'] > 1:
+            raise ConfigurationError('jobs > 1 cannot restore an encrypted backup (pg_restore reads it serially '
+                                     'from the decrypting stream); use jobs: 1')
 
         problems = V.verify_checksums(path, manifest)
         findings.append(fail_or('checksum', not problems,
                                 'all %d file(s) match their sha256' % len(manifest.get('files') or [])
                                 if not problems else '; '.join('%s: %s' % p for p in problems),
-                                value=len(problems), unit='count', obj='backup=%s' % manifest.get('id')))
+                                value=len(problems), unit='count', obj='backup=%s' % os.path.basename(path)))
 
-        client = None
+        client, resolved = None, {}
         if depth >= 1:
             # pg_restore reads archives of its own and older pg_dump versions.
             client_major = int(str(manifest.get('client_version') or '0').split('.', maxsplit=1)[0] or 0)
             client = B.find_client(client_major, manifest.get('client_version'), params['pg_bin_dir'],
                                    tools=('pg_restore',))
-            ok, message, _missing = V.verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest)
-            findings.append(fail_or('catalog', ok, message, obj='backup=%s' % manifest.get('id')))
+            ok, message, resolved = V.verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest,
+                                                     decryptor)
+            findings.append(fail_or('catalog', ok, message, obj='backup=%s' % os.path.basename(path)))
 
         if depth >= 2 and not module.check_mode:
-            run_restore(module, params, path, manifest, database, client, result)
+            run_restore(params, path, manifest, database, client, result, decryptor, resolved)
 
-        if params['dest']:
-            entry = V.newest_good(params['dest'], database)
-            if entry is None:
-                findings.append(C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s'
-                                          % (database, params['dest']), unit='hours', obj='db=%s' % database))
-            else:
-                hours = (B.utcnow() - entry['finished_at']).total_seconds() / 3600.0
-                findings.append(V.age_check('backup_age', hours, params['rpo_hours'], entry))
-
-        # Integrity decides the result; restore_time and backup_age judge objectives, not the backup.
-        verified = [c for c in findings if c['name'] not in ('backup_age', 'restore_time')]
+        # Integrity decides the result; restore_time and the store's findings judge objectives, not the backup.
+        verified = [c for c in findings if c['name'] not in ('restore_time',)]
         result['result'] = 'ok' if all(c['status'] == C.OK for c in verified) else 'failed'
         if not module.check_mode:
             record = {
@@ -293,13 +296,26 @@ def main():
                 'server': '%s:%s' % (params.get('login_unix_socket') or params.get('login_host') or 'local socket',
                                      params['login_port']) if level == 'restore' else None,
             }
-            manifest_path = os.path.join(path, B.MANIFEST)
-            current = B.read_manifest(path)
-            if current is None:
-                raise V.VerifyError('the manifest of %s disappeared or became unreadable during verification' % path)
-            current['verification'] = record
-            B.write_json_atomic(manifest_path, current)
+            result['verdict'] = B.append_verification(path, record)
             result.update(changed=True, verification=record)
+        else:
+            result['verdict'] = B.verdict(manifest)
+
+        # Judged after this run's record is written, so the age names the newest backup that is good now.
+        if params['dest']:
+            found = B.scan(params['dest'])
+            findings.append(B.future_check(found))
+            entry = V.newest_good(params['dest'], database)
+            if entry is None:
+                findings.append(C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s'
+                                          % (database, params['dest']), unit='hours', obj='db=%s' % database))
+            else:
+                hours = (B.utcnow() - entry['finished_at']).total_seconds() / 3600.0
+                findings.append(V.age_check('backup_age', hours, params['rpo_hours'], entry))
+            findings.append(V.encryption_check(params['dest'], database, params['require_encryption']))
+    except E.DecryptionKeyError as exc:
+        # Not the backup's fault: no verification is recorded.
+        module.fail_json(msg='verification failed: cannot decrypt %s: %s' % (result.get('backup'), exc), **result)
     except AppcareError as exc:
         module.fail_json(msg='verification failed: %s' % exc, **result)
     except psycopg2.Error as exc:
@@ -311,7 +327,7 @@ def main():
     module.exit_json(**result)
 
 
-def run_restore(module, params, path, manifest, database, client, result):
+def run_restore(params, path, manifest, database, client, result, decryptor, resolved):
     findings = result['checks']
     scratch_name = params['scratch_db'] or ('%s%s' % (V.SCRATCH_PREFIX, B.safe_name(database or 'db')))[:63]
     result['scratch_db'] = scratch_name
@@ -327,7 +343,8 @@ def run_restore(module, params, path, manifest, database, client, result):
             env = client_env(params, 'appcare.maintenance.pg_backup_verify', dbname=scratch_name)
             kwargs = connect_kwargs(params, 'appcare.maintenance.pg_backup_verify')
             try:
-                seconds = V.restore(pg_restore, env, path, manifest, scratch_name, params['jobs'], params['no_owner'])
+                seconds = V.restore(pg_restore, env, path, manifest, scratch_name, params['jobs'], params['no_owner'],
+                                    decryptor)
             except V.RestoreFailed as exc:
                 result['restore_seconds'] = round(exc.seconds, 3)
                 findings.append(C.finding('restore', C.CRITICAL, str(exc), obj='db=%s' % scratch_name))
@@ -340,9 +357,9 @@ def run_restore(module, params, path, manifest, database, client, result):
                 conn = psycopg2.connect(**dict(kwargs, dbname=dbname))
                 return conn
 
-            mismatches = V.count_rows(connect, scratch_name, manifest.get('row_counts'))
+            mismatches = V.count_rows(connect, scratch_name, manifest.get('row_counts'), resolved)
             result['mismatches'] = mismatches
-            counted = len(manifest.get('row_counts') or {})
+            counted = len(manifest.get('row_counts') or [])
             findings.append(fail_or(
                 'row_counts', not mismatches,
                 'all %d tables have the row counts of the manifest' % counted if not mismatches else

@@ -11,6 +11,8 @@ skip, when the distribution's server is missing.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import time
 import uuid
 
@@ -142,3 +144,49 @@ def target(server):
     server.execute('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()',
                    args=(dbname,))
     server.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % dbname)
+
+
+class GpgKeys(object):
+    """OpenPGP key pairs made for the test session by a real gpg, as files: ``public``/``secret`` of the
+    backup recipient, ``other_secret`` of a key the backups are not encrypted to, and passphrase files."""
+
+    def __init__(self, root):
+        self.root = root
+        for name in ('recipient', 'other'):
+            home = os.path.join(root, name + '-home')
+            os.mkdir(home, 0o700)
+            gpg = ['gpg', '--homedir', home, '--batch', '--no-tty']
+            subprocess.run(gpg + ['--passphrase', '', '--quick-gen-key', '%s <%s@example.org>' % (name, name),
+                                  'future-default', 'default', 'never'], check=True, capture_output=True)
+            for kind, option in (('public', '--export'), ('secret', '--export-secret-keys')):
+                with open(os.path.join(root, '%s.%s.asc' % (name, kind)), 'wb') as handle:
+                    handle.write(subprocess.run(gpg + ['--armor', option], check=True, capture_output=True).stdout)
+            listing = subprocess.run(gpg + ['--with-colons', '--list-keys'], check=True, capture_output=True, text=True)
+            fingerprint = [line.split(':')[9] for line in listing.stdout.splitlines() if line.startswith('fpr')][0]
+            setattr(self, name + '_fingerprint', fingerprint)
+            subprocess.run(['gpgconf', '--homedir', home, '--kill', 'all'], check=False, capture_output=True)
+        self.public = os.path.join(root, 'recipient.public.asc')
+        self.secret = os.path.join(root, 'recipient.secret.asc')
+        self.other_secret = os.path.join(root, 'other.secret.asc')
+        self.passphrase = os.path.join(root, 'passphrase')
+        self.wrong_passphrase = os.path.join(root, 'wrong-passphrase')
+        with open(self.passphrase, 'w') as handle:
+            handle.write('correct horse battery %s\n' % uuid.uuid4().hex)
+        with open(self.wrong_passphrase, 'w') as handle:
+            handle.write('not the passphrase\n')
+
+    def secrets(self):
+        """Every secret byte string that must never appear in module output."""
+        out = []
+        for path in (self.secret, self.other_secret, self.passphrase):
+            with open(path) as handle:
+                text = handle.read().strip()
+            out.append(text.splitlines()[len(text.splitlines()) // 2] if path != self.passphrase else text)
+        return out
+
+
+@pytest.fixture(scope='session')
+def gpg_keys(tmp_path_factory):
+    if not shutil.which('gpg'):
+        pytest.fail('gpg is required for the encryption tests (make test installs gnupg)')
+    return GpgKeys(str(tmp_path_factory.mktemp('gpg')))

@@ -82,6 +82,11 @@ def restore(server, result, dbname=None, jobs=1):
     return dbname
 
 
+def counts_of(manifest):
+    """The manifest's row counts as {schema.table: rows} (the fixtures' names need no quoting)."""
+    return {'%s.%s' % (e['schema'], e['table']): e['rows'] for e in manifest['row_counts']}
+
+
 def sha256(path):
     with open(path, 'rb') as handle:
         return hashlib.sha256(handle.read()).hexdigest()
@@ -130,7 +135,7 @@ def test_custom_backup_restores_identically(app, tmp_path, compression):
     try:
         assert table_fingerprints(app.server, restored) == source
         expected_counts = {t: c for t, (c, _d) in source.items()}
-        assert manifest['row_counts'] == expected_counts
+        assert counts_of(manifest) == expected_counts
     finally:
         app.server.execute('DROP DATABASE %s WITH (FORCE)' % restored)
 
@@ -166,7 +171,8 @@ def test_manifest_checksums_permissions_and_layout(app, tmp_path):
     with open(os.path.join(path, 'manifest.json')) as handle:
         on_disk = json.load(handle)
     assert on_disk == result['manifest']
-    assert on_disk['verification'] is None
+    assert on_disk['verification'] is None and on_disk['verifications'] == []
+    assert on_disk['format_version'] == 2 and on_disk['encryption'] is None
     assert on_disk['database'] == app.dbname
     assert on_disk['target'] == '127.0.0.1:%d' % app.server.port
     assert on_disk['server_version'].split('.')[0] == app.server.version.split('.')[0]
@@ -207,7 +213,7 @@ def test_row_counts_come_from_the_dump_snapshot(app, tmp_path):
         holder.rollback()
     result = running.finish()
     assert result.rc == 0, result.raw
-    assert result['manifest']['row_counts']['public.applicants'] == before
+    assert counts_of(result['manifest'])['public.applicants'] == before
     assert app.sql('SELECT count(*) FROM applicants')[0][0] == before + 77
     restored = restore(app.server, result)
     try:
@@ -226,7 +232,7 @@ def test_supabase_preset_and_exclusions_recorded(app, tmp_path):
     assert reasons == {'auth': 'preset supabase (auth)', 'storage': 'preset supabase (storage)',
                        'scratch': 'exclude_schemas (scr*)'}
     assert sorted(manifest['schemas']) == ['public', 'reporting']
-    assert 'auth.users' not in manifest['row_counts'] and 'reporting.daily' in manifest['row_counts']
+    assert 'auth.users' not in counts_of(manifest) and 'reporting.daily' in counts_of(manifest)
     restored = restore(app.server, result)
     try:
         schemas = {r[0] for r in app.server.execute('SELECT nspname FROM pg_namespace', restored)}
@@ -239,7 +245,7 @@ def test_include_schemas(app, tmp_path):
     result = run_module('pg_backup', backup_args(app, tmp_path, include_schemas=['reporting']))
     assert result.rc == 0, result.raw
     manifest = result['manifest']
-    assert list(manifest['row_counts']) == ['reporting.daily']
+    assert list(counts_of(manifest)) == ['reporting.daily']
     assert {'schema': 'public', 'reason': 'not in include_schemas'} in manifest['excluded_schemas']
     missing = run_module('pg_backup', backup_args(app, tmp_path, include_schemas=['nope']))
     assert missing.failed and "include_schemas: no schema matches 'nope'" in missing['msg']
@@ -294,9 +300,9 @@ def test_check_mode_changes_nothing(app, tmp_path):
 def write_fake_backup(dest, backup_id, finished_at, database, target, verified=None):
     path = os.path.join(dest, backup_id)
     os.makedirs(path)
-    manifest = {'format_version': 1, 'id': backup_id, 'database': database, 'target': target,
+    manifest = {'format_version': 2, 'id': backup_id, 'database': database, 'target': target,
                 'finished_at': finished_at, 'bytes': 10, 'files': [],
-                'verification': {'result': verified} if verified else None}
+                'verifications': [{'level': 'restore', 'result': verified, 'at': finished_at}] if verified else []}
     with open(os.path.join(path, 'manifest.json'), 'w') as handle:
         json.dump(manifest, handle)
     # File times that lie: the oldest backup looks newest on disk.
@@ -307,18 +313,19 @@ def write_fake_backup(dest, backup_id, finished_at, database, target, verified=N
 
 def test_retention_with_real_backup_keeps_the_right_ones(app, tmp_path):
     target = '127.0.0.1:%d' % app.server.port
-    write_fake_backup(tmp_path, 'old-verified', '2026-01-01T00:00:00.000000Z', app.dbname, target, verified='ok')
-    write_fake_backup(tmp_path, 'old-unverified', '2026-01-02T00:00:00.000000Z', app.dbname, target)
-    write_fake_backup(tmp_path, 'old-failed-verify', '2026-01-03T00:00:00.000000Z', app.dbname, target,
+    write_fake_backup(tmp_path, 'db-20260101T000000Z', '2026-01-01T00:00:00.000000Z', app.dbname, target, verified='ok')
+    write_fake_backup(tmp_path, 'db-20260102T000000Z', '2026-01-02T00:00:00.000000Z', app.dbname, target)
+    write_fake_backup(tmp_path, 'db-20260103T000000Z', '2026-01-03T00:00:00.000000Z', app.dbname, target,
                       verified='failed')
-    write_fake_backup(tmp_path, 'other-db', '2026-01-01T00:00:00.000000Z', 'otherdb', target)
+    write_fake_backup(tmp_path, 'other-20260101T000000Z', '2026-01-01T00:00:00.000000Z', 'otherdb', target)
     os.makedirs(tmp_path / 'no-manifest')
     os.makedirs(tmp_path / (B.PARTIAL_PREFIX + 'crashed'))
     result = run_module('pg_backup', backup_args(app, tmp_path, keep_daily=1))
     assert result.rc == 0, result.raw
     new_id = os.path.basename(result['path'])
-    assert sorted(result['deleted']) == ['old-failed-verify', 'old-unverified']
-    assert sorted(backups_in(tmp_path)) == sorted([new_id, 'old-verified', 'other-db', 'no-manifest'])
+    assert sorted(result['deleted']) == ['db-20260102T000000Z', 'db-20260103T000000Z']
+    assert sorted(backups_in(tmp_path)) == sorted([new_id, 'db-20260101T000000Z', 'other-20260101T000000Z',
+                                                   'no-manifest'])
     assert result['cleaned'] == [str(tmp_path / (B.PARTIAL_PREFIX + 'crashed'))]
     assert result['ignored'] == [str(tmp_path / 'no-manifest')]
 

@@ -21,6 +21,10 @@ SMOKE = [{'name': 'applicants', 'query': 'SELECT count(*) FROM applicants', 'exp
          {'name': 'approved', 'query': "SELECT id FROM applications WHERE state = 'approved'", 'min_rows': 100}]
 
 
+# The findings about the store under dest, after every level's own.
+STORE = ['backup_future_dated', 'backup_age', 'backup_encryption']
+
+
 @pytest.fixture
 def backed_up(target, tmp_path):
     target.sql(APP_SCHEMA)
@@ -45,9 +49,9 @@ def manifest_of(path):
 
 
 @pytest.mark.parametrize('level, names', [
-    ('checksum', ['checksum', 'backup_age']),
-    ('catalog', ['checksum', 'catalog', 'backup_age']),
-    ('restore', ['checksum', 'catalog', 'restore', 'row_counts', 'smoke_queries', 'restore_time', 'backup_age']),
+    ('checksum', ['checksum'] + STORE),
+    ('catalog', ['checksum', 'catalog'] + STORE),
+    ('restore', ['checksum', 'catalog', 'restore', 'row_counts', 'smoke_queries', 'restore_time'] + STORE),
 ])
 def test_good_backup_verifies_at_every_level(backed_up, level, names):
     target, dest, backup = backed_up
@@ -57,8 +61,9 @@ def test_good_backup_verifies_at_every_level(backed_up, level, names):
     assert [c['name'] for c in result['checks']] == names
     assert {c['status'] for c in result['checks']} == {'ok'}, result['checks']
     assert result['result'] == 'ok' and result['backup'] == backup['path']
-    recorded = manifest_of(backup['path'])['verification']
+    recorded = manifest_of(backup['path'])['verifications'][-1]
     assert recorded['level'] == level and recorded['result'] == 'ok'
+    assert manifest_of(backup['path'])['verification'] == {'level': level, 'result': 'ok', 'at': recorded['at']}
     assert databases(target.server) == before  # the scratch database is gone
     if level == 'restore':
         assert result['restore_seconds'] > 0 and recorded['restore_seconds'] == result['restore_seconds']
@@ -81,7 +86,7 @@ def test_check_mode_restores_nothing_and_writes_nothing(backed_up):
     result = run_module('pg_backup_verify', args, check_mode=True)
     assert result.rc == 0, result.raw
     assert result['changed'] is False
-    assert [c['name'] for c in result['checks']] == ['checksum', 'catalog', 'backup_age']
+    assert [c['name'] for c in result['checks']] == ['checksum', 'catalog'] + STORE
     assert manifest_of(backup['path'])['verification'] is None
     assert databases(target.server) == before
 
@@ -150,8 +155,11 @@ def test_restore_failing_on_a_missing_role_is_reported_and_cleaned(target, tmp_p
 def test_planted_row_count_mismatch_is_reported_per_table(backed_up):
     target, dest, backup = backed_up
     manifest = manifest_of(backup['path'])
-    manifest['row_counts']['public.applicants'] += 5
-    manifest['row_counts']['public.events_2026'] = 1
+    for entry in manifest['row_counts']:
+        if entry['table'] == 'applicants':
+            entry['rows'] += 5
+        if entry['table'] == 'events_2026':
+            entry['rows'] = 1
     with open(os.path.join(backup['path'], 'manifest.json'), 'w') as handle:
         json.dump(manifest, handle)
     result = verify(target, backup=backup['path'], level='restore')

@@ -21,8 +21,8 @@ UTC = datetime.timezone.utc
 
 
 def entry(backup_id, when, verified=None):
-    return {'id': backup_id, 'finished_at': when,
-            'manifest': {'verification': {'result': verified} if verified else None}}
+    record = {'level': 'restore', 'result': verified, 'at': '2026-01-01T00:00:00.000000Z'}
+    return {'id': backup_id, 'finished_at': when, 'manifest': {'verifications': [record] if verified else []}}
 
 
 def days(*spec):
@@ -77,25 +77,115 @@ def write_manifest(path, **fields):
 
 
 def test_scan_orders_by_manifest_time_not_mtime_and_never_counts_broken_ones(tmp_path):
-    write_manifest(str(tmp_path / 'zzz-oldest'), finished_at='2025-01-01T00:00:00.000000Z')
-    write_manifest(str(tmp_path / 'aaa-newest'), finished_at='2026-06-01T00:00:00.000000Z')
-    os.utime(tmp_path / 'zzz-oldest', (time.time(), time.time()))
-    os.utime(tmp_path / 'aaa-newest', (0, 0))
-    write_manifest(str(tmp_path / 'unfinished'), finished_at=None)
-    write_manifest(str(tmp_path / 'future-format'), format_version=99)
-    (tmp_path / 'garbage').mkdir()
-    (tmp_path / 'garbage' / 'manifest.json').write_text('{not json')
+    write_manifest(str(tmp_path / 'zzz-20250101T000000Z'), finished_at='2025-01-01T00:00:00.000000Z')
+    write_manifest(str(tmp_path / 'aaa-20260601T000000Z'), finished_at='2026-06-01T00:00:00.000000Z')
+    os.utime(tmp_path / 'zzz-20250101T000000Z', (time.time(), time.time()))
+    os.utime(tmp_path / 'aaa-20260601T000000Z', (0, 0))
+    write_manifest(str(tmp_path / 'db-20260101T000000Z'), finished_at=None)
+    write_manifest(str(tmp_path / 'db-20260102T000000Z'), format_version=99)
+    write_manifest(str(tmp_path / 'db-20260103T000000Z'), row_counts={'a.b': 'many'})
+    write_manifest(str(tmp_path / 'not-a-backup-name'))
+    (tmp_path / 'db-20260104T000000Z').mkdir()
+    (tmp_path / 'db-20260104T000000Z' / 'manifest.json').write_text('{not json')
     (tmp_path / 'empty').mkdir()
     write_manifest(str(tmp_path / (B.PARTIAL_PREFIX + 'x')))
     (tmp_path / 'a-file').write_text('x')
     backups, partials, others = B.scan(str(tmp_path))
-    assert [b['id'] for b in backups] == ['aaa-newest', 'zzz-oldest']
+    assert [b['id'] for b in backups] == ['aaa-20260601T000000Z', 'zzz-20250101T000000Z']
     assert partials == [str(tmp_path / (B.PARTIAL_PREFIX + 'x'))]
-    assert sorted(os.path.basename(o) for o in others) == ['empty', 'future-format', 'garbage', 'unfinished']
+    assert sorted(os.path.basename(o) for o in others) == [
+        'db-20260101T000000Z', 'db-20260102T000000Z', 'db-20260103T000000Z', 'db-20260104T000000Z', 'empty',
+        'not-a-backup-name']
+
+
+def test_scan_takes_identity_from_the_directory_and_sets_future_ones_apart(tmp_path):
+    write_manifest(str(tmp_path / 'db-20260101T000000Z'), id='/srv/important')
+    write_manifest(str(tmp_path / 'db-20990101T000000Z'), finished_at='2099-01-01T00:00:00.000000Z')
+    found = B.scan(str(tmp_path))
+    assert [b['id'] for b in found.backups] == ['db-20260101T000000Z']
+    assert [b['id'] for b in found.future] == ['db-20990101T000000Z']
+    assert B.future_check(found)['status'] == 'warning'
+    assert B.future_check(B.scan(str(tmp_path / 'missing')))['status'] == 'ok'
 
 
 def test_scan_of_missing_dest(tmp_path):
-    assert B.scan(str(tmp_path / 'missing')) == ([], [], [])
+    assert tuple(B.scan(str(tmp_path / 'missing'))) == ([], [], [])
+
+
+@pytest.mark.parametrize('name, ok', [
+    ('ims-20261123T020000Z', True), ('ims-20261123T020000Z-2', True), ('my.db-20261123T020000Z', True),
+    ('.partial-ims-20261123T020000Z', False), ('..', False), ('/srv/important', False), ('ims', False),
+    ('../ims-20261123T020000Z', False), ('ims-20261123T020000Z/..', False),
+])
+def test_backup_names(name, ok):
+    assert bool(B.BACKUP_NAME.match(name)) is ok
+
+
+FORMAT1 = {'format_version': 1, 'id': 'x', 'finished_at': '2026-01-01T00:00:00.000000Z',
+           'row_counts': {'public.t': 3, 'dot.schema.x.y': 5},
+           'verification': {'level': 'restore', 'result': 'ok', 'at': '2026-01-02T00:00:00.000000Z'}}
+
+
+def test_format_1_manifests_are_migrated(tmp_path):
+    write_manifest(str(tmp_path / 'b'), **FORMAT1)
+    manifest = B.read_manifest(str(tmp_path / 'b'))
+    assert manifest['format_version'] == 2
+    assert manifest['row_counts'] == [{'schema': 'dot', 'table': 'schema.x.y', 'rows': 5, 'legacy_key': 'dot.schema.x.y'},
+                                      {'schema': 'public', 'table': 't', 'rows': 3}]
+    assert B.table_candidates(manifest['row_counts'][0]) == [('dot', 'schema.x.y'), ('dot.schema', 'x.y'),
+                                                             ('dot.schema.x', 'y')]
+    assert B.verdict(manifest)['result'] == 'ok'
+
+
+def rec(level, result, at='2026-01-01T00:00:00.000000Z'):
+    return {'level': level, 'result': result, 'at': at}
+
+
+@pytest.mark.parametrize('records, result, level', [
+    ([], None, None),
+    ([rec('checksum', 'ok')], 'ok', 'checksum'),
+    ([rec('restore', 'failed'), rec('checksum', 'ok')], 'failed', 'restore'),  # a weaker pass never clears
+    ([rec('restore', 'failed'), rec('catalog', 'ok'), rec('checksum', 'ok')], 'failed', 'restore'),
+    ([rec('restore', 'ok'), rec('checksum', 'failed')], 'failed', 'restore'),  # a later failure at any level
+    ([rec('restore', 'ok'), rec('checksum', 'failed'), rec('catalog', 'ok')], 'failed', 'restore'),
+    ([rec('restore', 'failed'), rec('restore', 'ok')], 'ok', 'restore'),  # the same strength, passed again
+    ([rec('restore', 'ok'), rec('catalog', 'ok')], 'ok', 'restore'),
+    ([rec('catalog', 'failed'), rec('restore', 'ok')], 'ok', 'restore'),
+    ([rec('restore', 'ok', at='2099-01-01T00:00:00.000000Z')], 'failed', 'restore'),  # dated in the future
+    ([rec('restore', 'maybe')], 'failed', 'restore'),
+    (['garbage', rec('checksum', 'ok')], 'failed', 'restore'),
+    ([rec('restore', 'ok', at='yesterday')], 'failed', 'restore'),
+])
+def test_verdict_only_gets_stronger(records, result, level):
+    verdict = B.verdict({'verifications': records})
+    assert (verdict['result'], verdict['level']) == (result, level)
+    assert B.is_verified_good({'verifications': records}) is (result == 'ok')
+
+
+def test_delete_backup_refuses_anything_but_a_backup_of_the_store(tmp_path):
+    dest = tmp_path / 'dest'
+    outside = tmp_path / 'important'
+    write_manifest(str(outside / 'db-20260101T000000Z'))
+    write_manifest(str(dest / 'db-20260101T000000Z'))
+    os.symlink(str(outside / 'db-20260101T000000Z'), str(dest / 'db-20260102T000000Z'))
+    write_manifest(str(dest / 'other'))
+    (dest / 'db-20260103T000000Z').mkdir()
+    for name, reason in (('../important/db-20260101T000000Z', 'not a backup name'), ('/srv/important', 'not a backup'),
+                         ('db-20260102T000000Z', 'symlink'), ('other', 'not a backup name'),
+                         ('db-20260103T000000Z', 'no valid manifest'), ('db-20260104T000000Z', 'No such file')):
+        with pytest.raises(B.BackupError, match=reason):
+            B.delete_backup(str(dest), name)
+    assert os.path.isdir(outside / 'db-20260101T000000Z') and os.path.islink(dest / 'db-20260102T000000Z')
+    assert B.delete_backup(str(dest), 'db-20260101T000000Z') == str(dest / 'db-20260101T000000Z')
+    assert not os.path.exists(dest / 'db-20260101T000000Z')
+
+
+def test_retention_never_deletes_the_backup_of_this_run():
+    backups = days(('future', '2099-01-01 00:00', None), ('this', '2026-11-21 02:00', None))
+    _keep, delete = B.retention_plan(backups, keep_daily=1)
+    assert delete == ['this']
+    keep, delete = B.retention_plan(backups, keep_daily=1, protect=['this'])
+    assert keep['this'] == 'this run' and delete == []
 
 
 def test_lock_is_exclusive(tmp_path):

@@ -17,23 +17,24 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 
 
 def make_backup(root, name, database, finished, content=b'PGDMP data', verification=None):
+    name = '%s-%s' % (name, finished[:10].replace('-', '') + 'T000000Z') if not name[-1] == 'Z' else name
     path = os.path.join(root, name)
     os.makedirs(path)
     with open(os.path.join(path, 'database.dump'), 'wb') as handle:
         handle.write(content)
-    manifest = {'format_version': 1, 'id': name, 'database': database, 'finished_at': finished,
+    manifest = {'format_version': 2, 'id': name, 'database': database, 'finished_at': finished,
                 'files': [{'path': 'database.dump', 'bytes': len(content),
                            'sha256': hashlib.sha256(content).hexdigest()}],
-                'verification': verification}
+                'verifications': [dict(verification, level='restore', at=finished)] if verification else []}
     with open(os.path.join(path, 'manifest.json'), 'w') as handle:
         json.dump(manifest, handle)
     return path, manifest
 
 
 def test_pick_latest_of_a_database(tmp_path):
-    make_backup(str(tmp_path), 'a-1', 'a', '2026-01-01T00:00:00.000000Z')
-    newest_a = make_backup(str(tmp_path), 'a-2', 'a', '2026-01-03T00:00:00.000000Z')[0]
-    newest = make_backup(str(tmp_path), 'b-1', 'b', '2026-01-04T00:00:00.000000Z')[0]
+    make_backup(str(tmp_path), 'a', 'a', '2026-01-01T00:00:00.000000Z')
+    newest_a = make_backup(str(tmp_path), 'a', 'a', '2026-01-03T00:00:00.000000Z')[0]
+    newest = make_backup(str(tmp_path), 'b', 'b', '2026-01-04T00:00:00.000000Z')[0]
     assert V.pick_backup('latest', str(tmp_path))[0] == newest
     assert V.pick_backup('latest', str(tmp_path), 'a')[0] == newest_a
     with pytest.raises(V.VerifyError, match='no complete backup of database c'):
@@ -45,9 +46,9 @@ def test_pick_latest_of_a_database(tmp_path):
 
 
 def test_newest_good_skips_failed_verifications(tmp_path):
-    make_backup(str(tmp_path), 'a-1', 'a', '2026-01-01T00:00:00.000000Z', verification={'result': 'ok'})
-    make_backup(str(tmp_path), 'a-2', 'a', '2026-01-02T00:00:00.000000Z', verification={'result': 'failed'})
-    assert V.newest_good(str(tmp_path), 'a')['id'] == 'a-1'
+    make_backup(str(tmp_path), 'a', 'a', '2026-01-01T00:00:00.000000Z', verification={'result': 'ok'})
+    make_backup(str(tmp_path), 'a', 'a', '2026-01-02T00:00:00.000000Z', verification={'result': 'failed'})
+    assert V.newest_good(str(tmp_path), 'a')['id'] == 'a-20260101T000000Z'
     assert V.newest_good(str(tmp_path), 'zzz') is None
 
 
