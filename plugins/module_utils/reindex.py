@@ -4,13 +4,16 @@
 """pg_reindex: find the indexes worth rebuilding and rebuild them one at a time with
 REINDEX INDEX CONCURRENTLY, cleaning what a failed rebuild leaves behind.
 
-A failed REINDEX CONCURRENTLY leaves an invalid ``<name>_ccnew[N]`` index (before the swap) or
-``<name>_ccold[N]`` (after it) that PostgreSQL still maintains on every write; they are dropped.
+A failed REINDEX CONCURRENTLY leaves an invalid ``<name>_ccnew[N]`` index (before the swap) or a
+``<name>_ccold[N]`` one (after it) that PostgreSQL still maintains on every write; they are dropped. The drop
+waits for the same lockers as the rebuild, so a copy whose drop times out is retried within the run's budget
+(``cleanup_window``); one still there after that is named in the result and dropped by the next run.
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
@@ -27,6 +30,8 @@ except ImportError:  # pragma: no cover - reported by require_psycopg2()
 LEFTOVER_RE = re.compile(r'_cc(new|old)[0-9]*$')
 BLOAT_METHODS = ('estimate', 'pgstattuple')
 ORDER = {'leftover': 0, 'invalid': 1, 'requested': 2, 'bloat': 3}
+BACKOFF_CEILING = 60.0  # seconds: the longest pause between two tries to drop a failed rebuild's copy
+EARLIER = 'leftover of an earlier failed REINDEX CONCURRENTLY run'
 
 INDEXES_SQL = """
 SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, i.indrelid AS table_oid,
@@ -69,6 +74,22 @@ def is_leftover(ix, siblings):
                and _shape(other['definition']) == shape for other in siblings)
 
 
+def cleanup_window(params, budget):
+    """Seconds a failed rebuild may go on trying to drop the copy it left: what is left of the time budget
+    (``max_duration``), at most ``operation_timeout``; None when neither is limited (then the drop is retried
+    ``lock_retries`` times, like the rebuild)."""
+    limits = [s for s in (budget.remaining(), params['operation_timeout'] or None) if s is not None]
+    return min(limits) if limits else None
+
+
+class CopyLeft(Exception):
+    """A failed rebuild left a copy that could not be dropped: no further attempt (it would leave another)."""
+
+    def __init__(self, failure):
+        super().__init__(str(failure))
+        self.failure = failure
+
+
 class Reindexer(M.Worker):
     """Plans (read-only) and then executes the rebuilds of one database."""
 
@@ -79,6 +100,7 @@ class Reindexer(M.Worker):
     def __init__(self, session, params, server_version_num):
         super().__init__(session, params, server_version_num)
         self.min_size = C.parse_size(params['min_size'], 'min_size') or 0
+        self.fates = {}  # copies this run could not drop: {name: (index rebuilt, who drops it)}
 
     # -- planning ---------------------------------------------------------------------------------
     def catalogue(self, explicit):
@@ -200,7 +222,7 @@ class Reindexer(M.Worker):
         if reason == 'leftover':
             statement = sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(name)
             state = 'invalid' if not row['valid'] else 'duplicate of a valid index'
-            detail = 'left behind by a failed REINDEX CONCURRENTLY (%s)' % state
+            detail = 'left behind by an earlier failed REINDEX CONCURRENTLY (%s)' % state
         else:
             statement = sql.SQL('REINDEX INDEX CONCURRENTLY {}').format(name)
             if reason == 'invalid':
@@ -255,31 +277,91 @@ class Reindexer(M.Worker):
             return
         action['attempts'] = attempts
         if done:
-            action.update(result=M.DONE, size_after=0, message='dropped')
+            action.update(result=M.DONE, size_after=0, message='dropped the %s' % EARLIER)
         else:
-            action.update(result=M.POSTPONED, message='not dropped after %d attempt(s): %s' % (attempts, waited))
+            action.update(result=M.POSTPONED, message='not dropped after %d attempt(s): %s; the next run tries again'
+                          % (attempts, waited))
 
     def _leftovers(self, row):
-        """Invalid _ccnew/_ccold indexes on the table of ``row``, as {oid: qualified name}."""
+        """The _ccnew/_ccold leftovers (see :func:`is_leftover`) on the table of ``row``, as {oid: (schema, name)}."""
         found = self.session.query(
-            "SELECT c.oid, n.nspname AS schema, c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = %s AND NOT i.indisvalid",
-            (row['table_oid'],))
-        return dict((r['oid'], (r['schema'], r['name'])) for r in found if LEFTOVER_RE.search(r['name']))
+            "SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, i.indisvalid AS valid, "
+            "pg_get_indexdef(c.oid) AS definition FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.indrelid = %s", (row['table_oid'],))
+        return dict((r['oid'], (r['schema'], r['name'])) for r in found if is_leftover(r, found))
 
-    def _drop_new_leftovers(self, row, before):
-        """Drop the leftovers a failed attempt created; returns (dropped names, names left)."""
-        dropped, left = [], []
-        for oid, (schema, name) in sorted(self._leftovers(row).items()):
-            if oid in before:
-                continue
-            label = M.qualified(schema, name)
-            try:
-                self.run_statement(sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(M.identifier(schema, name)))
-                dropped.append(label)
-            except psycopg2.Error as exc:
-                left.append('%s (%s)' % (label, M.error_text(exc)))
+    def _new_leftovers(self, row, before):
+        """The leftovers of the table that were not there before the rebuild started: ``{oid: (schema, name)}``."""
+        return dict((oid, names) for oid, names in self._leftovers(row).items() if oid not in before)
+
+    def _drop_copies(self, row, before, budget=None):
+        """Drop the copies a failed rebuild left (the _ccnew/_ccold leftovers of the table that were not there
+        before it started). Returns ``(dropped names, {name: why it is still there})``.
+
+        The drop of a copy waits for the transactions holding a lock on the table, like the rebuild did: when it
+        times out (``lock_timeout``) it is tried again after ``lock_retry_delay`` (doubled each time, at most
+        ``BACKOFF_CEILING`` s) for as long as :func:`cleanup_window` allows. Without ``budget`` (the run is being
+        interrupted) each copy gets one try."""
+        params = self.params
+        started = time.monotonic()
+        window, limit = None, 'the run was interrupted'
+        if budget is not None:
+            window = cleanup_window(params, budget)
+            if window is None:
+                limit = 'lock_retries (%d) was used up' % params['lock_retries']
+            elif not params['operation_timeout'] or window < params['operation_timeout']:
+                limit = 'the time budget (max_duration %s s) was used up' % params['max_duration']
+            else:
+                limit = 'operation_timeout (%s s) was reached' % params['operation_timeout']
+        delay = params['lock_retry_delay']
+        dropped, refused, tries = [], {}, 0
+        while True:
+            tries += 1
+            blocked = {}
+            for _oid, (schema, name) in sorted(self._new_leftovers(row, before).items()):
+                label = M.qualified(schema, name)
+                if label in refused:
+                    continue
+                try:
+                    self.run_statement(sql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(M.identifier(schema, name)))
+                    dropped.append(label)
+                except psycopg2.Error as exc:
+                    if M.is_lock_timeout(exc):
+                        blocked[label] = M.error_text(exc)
+                    else:
+                        refused[label] = M.error_text(exc)
+            if not blocked:
+                return dropped, refused
+            if budget is None:
+                return dropped, dict(list(refused.items()) + list(blocked.items()))
+            spent = time.monotonic() - started
+            if window is None:
+                if tries > params['lock_retries']:
+                    break
+                pause = delay
+            else:
+                if spent >= window:
+                    break
+                pause = min(delay, window - spent)
+            time.sleep(pause)
+            delay = min(delay * 2, max(params['lock_retry_delay'], BACKOFF_CEILING))
+        holders = [b for b in M.blockers(self.session, row['table_oid'], 0, self.our_pids()) if b['holds_table_lock']]
+        who = M.describe_blockers(holders) if holders else 'a transaction holds a lock on the table'
+        left = dict(refused)
+        for label, error in blocked.items():
+            left[label] = ('%s; still blocked after %d tr%s in %.1f s, when %s: %s'
+                           % (who, tries, 'y' if tries == 1 else 'ies', time.monotonic() - started, limit, error))
         return dropped, left
+
+    def leftover_fate(self, row):
+        """What becomes of a copy left on the table of ``row``: who drops it."""
+        if not row['can_drop']:
+            return ('login role %s may not drop it: the owner of table %s (or a superuser) must'
+                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name'])))
+        if row['schema'] in self.exclude:
+            return ('schema %s is excluded (exclude_schemas): the next run that lists it in indexes drops it'
+                    % row['schema'])
+        return 'the next run drops it'
 
     def _index_state(self, row):
         return self.session.one(
@@ -287,49 +369,72 @@ class Reindexer(M.Worker):
             "JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relname = %s", (row['schema'], row['name']))
 
+    def _interrupted(self, row, before):
+        """Interrupted (SIGTERM, Ctrl-C): stop the server-side work, then try once to remove what it left."""
+        try:
+            self.work.conn.cancel()
+            self._drop_copies(row, before)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
     def _reindex(self, action, budget):
         row = action['_row']
         before = self._leftovers(row)
-        cleanup = {'dropped': [], 'left': []}
+        cleanup = {'dropped': [], 'left': {}, 'attempts': 0}
 
-        def attempt(_attempt):
+        def attempt(number):
+            cleanup['attempts'] = number
             self._check_blockers(row)
             try:
                 self.run_statement(action['sql'])
+                return True
             except psycopg2.Error as exc:
-                dropped, left = self._drop_new_leftovers(row, before)
-                cleanup['dropped'] += dropped
-                cleanup['left'] += left
-                if M.is_lock_timeout(exc):
-                    raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
-                raise
+                failure = exc
             except BaseException:
-                # Interrupted (SIGTERM, Ctrl-C): stop the server-side work, then remove what it left.
-                try:
-                    self.work.conn.cancel()
-                    self._drop_new_leftovers(row, before)
-                except Exception:  # pylint: disable=broad-except
-                    pass
+                self._interrupted(row, before)
                 raise
-            return True
+            # The failure may have left a _ccnew/_ccold copy; its drop waits for the same lockers the rebuild
+            # timed out on, so it is retried within the run's budget.
+            try:
+                dropped, left = self._drop_copies(row, before, budget)
+            except BaseException:
+                self._interrupted(row, before)
+                raise
+            cleanup['dropped'] += dropped
+            cleanup['left'] = left
+            if left:
+                raise CopyLeft(failure)  # another attempt would leave one more copy behind
+            if M.is_lock_timeout(failure):
+                raise M.LockWait('lock timeout: %s' % M.error_text(failure)) from failure
+            raise failure
 
+        error = None
         try:
             done, attempts, waited = M.run_with_retries(self.params, budget, attempt)
-            error = None
+        except CopyLeft as stop:
+            done, attempts, waited = None, cleanup['attempts'], None
+            if M.is_lock_timeout(stop.failure):
+                waited = 'lock timeout: %s' % M.error_text(stop.failure)
+            else:
+                error = M.error_text(stop.failure)
         except psycopg2.Error as exc:
-            done, attempts, waited, error = None, None, None, M.error_text(exc)
+            done, attempts, error = None, None, M.error_text(exc)
         state = self._index_state(row)
+        # What is on the table now, whatever the attempts reported.
+        left = sorted(M.qualified(schema, name) for schema, name in self._new_leftovers(row, before).values())
         action['attempts'] = attempts or action['attempts']
         action['leftovers_dropped'] = cleanup['dropped']
-        if cleanup['left']:
-            action['leftovers_left'] = cleanup['left']
+        action['leftovers_left'] = left
         original = ('the index is %s' % ('valid' if state and state['valid'] else 'still invalid')) if state \
             else 'the index no longer exists'
         tail = ''
         if cleanup['dropped']:
             tail += '; dropped the leftover %s' % ', '.join(cleanup['dropped'])
-        if cleanup['left']:
-            tail += '; could not drop the leftover %s (the next run drops it)' % ', '.join(cleanup['left'])
+        if left:
+            tail += '; could not drop the leftover %s (%s); %s' % (
+                ', '.join(left), '; '.join(cleanup['left'].get(name, 'not dropped') for name in left),
+                self.leftover_fate(row))
+            self.fates.update((name, (action['index'], self.leftover_fate(row))) for name in left)
         if done:
             if state and state['valid']:
                 action.update(result=M.DONE, size_after=state['size'],
@@ -345,19 +450,28 @@ class Reindexer(M.Worker):
 
     def findings(self, actions):
         """Findings of the run: failures (critical), postponed work (warning) and invalid indexes left."""
-        return final_checks(self.session, actions, self.exclude)
+        return final_checks(self.session, actions, self.exclude, self.fates)
 
 
-def final_checks(session, actions, exclude):
-    """Findings of the run: failures (critical), postponed work (warning) and invalid indexes left."""
+def final_checks(session, actions, exclude, fates=None):
+    """Findings of the run: failures (critical), postponed work (warning) and invalid indexes left.
+
+    ``fates`` names the copies of this run's failed rebuilds it could not drop ({name: (index, who drops it)});
+    the ``invalid_indexes`` message says so for each, and names the leftovers of earlier runs it dropped."""
     findings = M.run_findings(actions, 'reindex_failures', 'reindex_postponed', 'index action(s)', 'index')
     rows = session.query(
         "SELECT n.nspname AS schema, c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND c.relkind = 'i' "
         "AND n.nspname <> ALL(%s) AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p "
         "WHERE p.relid = i.indrelid) ORDER BY 1, 2", (list(SYSTEM_SCHEMAS) + list(exclude),))
+    fates = fates or {}
     names = [M.qualified(r['schema'], r['name']) for r in rows]
-    findings.append(C.evaluate('invalid_indexes', len(names), warning=0, unit='count',
-                               message=('{value} invalid index(es) left: %s' % ', '.join(names)) if names
-                               else 'no invalid indexes'))
+    listed = ['%s (copy left by the failed rebuild of %s; %s)' % ((name,) + fates[name]) if name in fates else name
+              for name in names]
+    message = ('{value} invalid index(es) left: %s' % ', '.join(listed)) if names else 'no invalid indexes'
+    earlier = [a['index'] for a in actions if a['operation'] == 'drop' and a['result'] == M.DONE]
+    if earlier:
+        what = EARLIER if len(earlier) == 1 else 'leftovers of earlier failed REINDEX CONCURRENTLY runs'
+        message += '; dropped %s (%s)' % (', '.join(earlier), what)
+    findings.append(C.evaluate('invalid_indexes', len(names), warning=0, unit='count', message=message))
     return findings

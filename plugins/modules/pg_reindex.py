@@ -28,7 +28,20 @@ description:
     index over duplicate rows) it drops the invalid C(_ccnew) index the failure left, reports PostgreSQL's
     message, and goes on with the next index; the original index is left as it was.
   - A rebuild that cannot get its locks within O(lock_timeout) is retried O(lock_retries) times with backoff,
-    and reported as C(postponed) after that, with nothing left behind.
+    and reported as C(postponed) after that.
+  - "A rebuild that fails after it created its copy (a lock timeout while it waits for a writer transaction
+    younger than O(lock_timeout), or an error) leaves that copy: an invalid C(<name>_ccnew) index (or, after the
+    swap, C(<name>_ccold)). Its C(DROP INDEX CONCURRENTLY) waits for the same transactions, so a drop that times
+    out after O(lock_timeout) is tried again after O(lock_retry_delay) (doubled each time, at most 60 seconds
+    between tries) until what is left of O(max_duration) is used up, at most O(operation_timeout) (when both are
+    0, O(lock_retries) times). The index is not rebuilt again in that run while its copy is there."
+  - "A copy stays in the database only (1) when a transaction holding a lock on the table outlasts that wait, or
+    (2) when the login role may not drop it (a C(MAINTAIN)-only role: the table's owner must drop it). The action
+    then names it in C(leftovers_left), and its message and the C(invalid_indexes) finding name it and say who
+    drops it: the next run, which drops it first, as a leftover of an earlier failed run (in a schema of
+    O(exclude_schemas), the next run that lists it in O(indexes)). (3) A run that is stopped or loses its
+    connection during the rebuild tries the drop once; what it could not drop is dropped the same way by the
+    next run."
   - Bloat is estimated from catalogue statistics by default (see O(bloat_method)).
 author:
   - appcare maintainers (@appcare)
@@ -128,6 +141,8 @@ actions:
     - What was planned and done, one entry per index in the order handled.
     - C(result) is V(planned) (check mode), V(done), V(failed) (PostgreSQL's error is in C(message)) or
       V(postponed) (locks not available after the retries, or the time budget used up).
+    - A rebuild also returns C(leftovers_dropped), the copies its failed attempts left that it dropped, and
+      C(leftovers_left), those still in the database (C(message) says why, and who drops them).
   returned: always
   type: list
   elements: dict
@@ -147,6 +162,7 @@ actions:
       result: done
       message: "rebuilt: 45.0 MB -> 16.9 MB"
       leftovers_dropped: []
+      leftovers_left: []
 skipped_indexes:
   description:
     - Candidates that were not touched, with C(skip_reason). (Not called C(skipped), which Ansible reads as "the task
