@@ -76,7 +76,7 @@ demo: setup
 	@$(BIN)/python tests/pgserver.py stop --dir $(DEMO_DIR) >/dev/null
 	@echo "starting PostgreSQL 18 on 127.0.0.1:$(APPCARE_DEMO_PORT) in $(DEMO_DIR)"
 	@$(BIN)/python tests/pgserver.py start --dir $(DEMO_DIR) --port $(APPCARE_DEMO_PORT) >/dev/null
-	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT)
+	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT) --keys-dir "$${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}/keys"
 	@# broken-local is broken on purpose: its failed tasks make ansible-playbook exit 2; anything else is an error.
 	@echo "$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml"
 	@$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \

