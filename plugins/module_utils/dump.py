@@ -251,7 +251,7 @@ class DumpRun(object):
             argv, out = self.dump_argv(partial, snapshot, included, excluded)
             counter = RowCounter(self.session, tables)
             if self.encryptor:
-                listing = self._dump_encrypted(argv, out, counter)
+                self.header, listing = self._run_encrypted(argv, out, 'pg_dump', counter=counter, list_toc=True)
             else:
                 proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                         env=self._env())
@@ -276,11 +276,15 @@ class DumpRun(object):
         if self.params['globals']:
             globals_file = os.path.join(partial, B.GLOBALS_FILE)
             # The database to connect to comes from PGDATABASE: --dbname would parse it as a connection string.
-            argv = [self._bin('pg_dumpall'), '--globals-only', '--no-password', '--file=%s' % globals_file]
+            argv = [self._bin('pg_dumpall'), '--globals-only', '--no-password']
             if self.params['no_role_passwords']:
                 argv.append('--no-role-passwords')
             try:
-                self._run_tool(argv, 'pg_dumpall --globals-only')
+                if self.encryptor:  # roles and their password hashes are encrypted like the dump
+                    globals_file += E.SUFFIX
+                    self._run_encrypted(argv, globals_file, 'pg_dumpall --globals-only')
+                else:
+                    self._run_tool(argv + ['--file=%s' % globals_file], 'pg_dumpall --globals-only')
             except B.BackupError as exc:
                 hint = ''
                 if 'pg_authid' in str(exc):
@@ -337,37 +341,43 @@ class DumpRun(object):
             counter.result()
         raise B.BackupError('pg_dump failed: %s' % _exit_reason(returncode, err))
 
-    def _dump_encrypted(self, argv, out, counter):
-        """pg_dump -> gpg -> ``out``, with the stream's start also fed to ``pg_restore --list`` so the new
-        archive's table of contents is checked without decrypting anything. Returns the listing."""
-        with E.GpgHome(self.encryptor.gpg) as home, tempfile.TemporaryFile() as dump_err, \
+    def _run_encrypted(self, argv, out, what, counter=None, list_toc=False):
+        """``argv`` (a tool writing to its stdout) -> gpg -> ``out``: no plaintext reaches the disk. With
+        ``list_toc`` the stream's start also feeds ``pg_restore --list``, so the new archive's table of contents
+        is checked without decrypting anything. With ``counter`` (pg_dump), rows are counted meanwhile.
+        Returns (the stream's first bytes, the listing or None)."""
+        with E.GpgHome(self.encryptor.gpg) as home, tempfile.TemporaryFile() as tool_err, \
                 tempfile.TemporaryFile() as gpg_err, tempfile.TemporaryFile() as list_out, \
                 tempfile.TemporaryFile() as list_err:
-            dump = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=dump_err, env=self._env())
-            self.procs.append(dump)
+            tool = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tool_err, env=self._env())
             gpg = subprocess.Popen(self.encryptor.argv(home, out), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                    stderr=gpg_err)
-            self.procs.append(gpg)
-            lister = subprocess.Popen([self._bin('pg_restore'), '--list'], stdin=subprocess.PIPE, stdout=list_out,
-                                      stderr=list_err, env=self._env())
-            self.procs.append(lister)
-            counter.start()
+            procs = [tool, gpg]
+            if list_toc:
+                procs.append(subprocess.Popen([self._bin('pg_restore'), '--list'], stdin=subprocess.PIPE,
+                                              stdout=list_out, stderr=list_err, env=self._env()))
+            self.procs.extend(procs)
+            if counter is not None:
+                counter.start()
             broken = None
             try:
-                self.header, _size = E.copy_stream(dump.stdout, [gpg.stdin], [lister.stdin])
+                head, _size = E.copy_stream(tool.stdout, [gpg.stdin], [p.stdin for p in procs[2:]])
             except BrokenPipeError as exc:
-                broken = exc
-            dump.stdout.close()
-            for proc in (dump, gpg, lister):
+                broken, head = exc, b''
+            tool.stdout.close()
+            for proc in procs:
                 proc.wait()
-            self._dump_exit(dump.returncode, _read(dump_err), counter)
+            if counter is not None:
+                self._dump_exit(tool.returncode, _read(tool_err), counter)
+            elif tool.returncode != 0:
+                raise B.BackupError('%s failed: %s' % (what, _exit_reason(tool.returncode, _read(tool_err))))
             if gpg.returncode != 0 or broken is not None:
-                raise B.BackupError('gpg failed to encrypt the dump: %s'
-                                    % _exit_reason(gpg.returncode if gpg.returncode != 0 else 1, _read(gpg_err)))
-            if lister.returncode != 0:
+                raise B.BackupError('gpg failed to encrypt the output of %s: %s'
+                                    % (what, _exit_reason(gpg.returncode or 1, _read(gpg_err))))
+            if list_toc and procs[2].returncode != 0:
                 raise B.BackupError('pg_restore --list of the new archive failed: %s'
-                                    % _exit_reason(lister.returncode, _read(list_err)))
-            return _read(list_out)
+                                    % _exit_reason(procs[2].returncode, _read(list_err)))
+            return head, (_read(list_out) if list_toc else None)
 
     def check_archive(self, out, tables, listing=None):
         """Refuse an archive that is empty, has no readable header, or that pg_restore cannot list, or

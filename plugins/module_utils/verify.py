@@ -73,21 +73,33 @@ def newest_good(dest, database):
     return None
 
 
+def plaintext_files(path):
+    """The files of a backup directory that are not OpenPGP-encrypted (judged by their bytes, not by the
+    manifest; the manifest itself is metadata and stays readable)."""
+    plain = []
+    for current, _dirs, files in os.walk(path):
+        for name in sorted(files):
+            full = os.path.join(current, name)
+            if full != os.path.join(path, B.MANIFEST) and not E.looks_encrypted(full):
+                plain.append(os.path.relpath(full, path))
+    return plain
+
+
 def encryption_check(dest, database, required):
-    """The ``backup_encryption`` finding: every backup of ``database`` under ``dest`` is encrypted, judged by
-    the stored dump file itself (a manifest can be edited). Critical when encryption is required and a
-    backup is not; ok otherwise."""
+    """The ``backup_encryption`` finding: whether every backup of ``database`` under ``dest`` is encrypted,
+    dump and globals alike. Critical when encryption is required and one is not; ok otherwise."""
     backups = [b for b in B.scan(dest).backups if b['manifest'].get('database') == database]
-    plain = [b['id'] for b in backups if not E.looks_encrypted(archive_path(b['path'], b['manifest']))]
-    if plain and required:
-        return C.finding('backup_encryption', C.CRITICAL, '%d of %d backup(s) of %s under %s are not encrypted, '
-                         'and encryption is required: %s' % (len(plain), len(backups), database, dest,
-                                                             ', '.join(plain[:10])),
+    plain = [b['id'] for b in backups if plaintext_files(b['path'])]
+    where = 'backup(s) of %s under %s' % (database, dest)
+    if not plain:
+        return C.finding('backup_encryption', C.OK, 'all %d %s are encrypted' % (len(backups), where),
+                         value=0, unit='count', obj='db=%s' % database)
+    if required:
+        return C.finding('backup_encryption', C.CRITICAL, '%d of %d %s are not encrypted, and encryption is '
+                         'required: %s' % (len(plain), len(backups), where, ', '.join(plain[:10])),
                          value=len(plain), unit='count', obj='db=%s' % database)
-    return C.finding('backup_encryption', C.OK, '%d of %d backup(s) of %s under %s are encrypted%s'
-                     % (len(backups) - len(plain), len(backups), database, dest,
-                        '' if required else ' (encryption is not required)'),
-                     value=len(plain), unit='count', obj='db=%s' % database)
+    return C.finding('backup_encryption', C.OK, '%d of %d %s are not encrypted (encryption is not required)'
+                     % (len(plain), len(backups), where), value=len(plain), unit='count', obj='db=%s' % database)
 
 
 def verify_checksums(path, manifest):

@@ -68,15 +68,18 @@ def assert_no_secret(gpg_keys, *results):
 
 def test_public_key_round_trip(app, tmp_path, gpg_keys):
     source = table_fingerprints(app.server, app.dbname)
-    result = run_module('pg_backup', backup_args(app, tmp_path, encryption_recipients=[gpg_keys.public]))
+    result = run_module('pg_backup', backup_args(app, tmp_path, encryption_recipients=[gpg_keys.public],
+                                                 globals=True))
     assert result.rc == 0, result.raw
     manifest = result['manifest']
-    assert manifest['dump'] == 'database.dump.gpg'
+    assert manifest['dump'] == 'database.dump.gpg' and manifest['globals'] == 'globals.sql.gpg'
     assert manifest['encryption']['format'] == 'OpenPGP' and manifest['encryption']['mode'] == 'public-key'
     assert manifest['encryption']['cipher'] == 'AES256'
     assert manifest['encryption']['recipients'][0]['fingerprint'] == gpg_keys.recipient_fingerprint
     # Nothing in the backup directory is a readable pg_dump archive.
-    assert sorted(os.listdir(result['path'])) == ['database.dump.gpg', 'manifest.json']
+    assert sorted(os.listdir(result['path'])) == ['database.dump.gpg', 'globals.sql.gpg', 'manifest.json']
+    with open(os.path.join(result['path'], 'globals.sql.gpg'), 'rb') as handle:
+        assert b'CREATE ROLE' not in handle.read()  # role password hashes are encrypted too
     archive = os.path.join(result['path'], 'database.dump.gpg')
     with open(archive, 'rb') as handle:
         assert handle.read(5) != b'PGDMP'
