@@ -13,17 +13,25 @@ Compares, in the same run and against the same embedded PostgreSQL 18 with the s
 Run by hand (``make bench``); not part of the tests. community.postgresql ships in the ``ansible``
 package on PyPI; the script installs that package (without its dependencies) into ``.bench/`` the
 first time. Prints the three times and the ratios.
+
+``--smoke`` is the smallest run of the same code (1 target, one run of each) for ``make test``: it fails
+when a run fails and compares no figure with the target. When ``.bench/`` has no community.postgresql yet,
+it downloads the same ``ansible`` package but unpacks only that collection (seconds instead of most of a
+minute for the whole package); a later real run uses it as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -37,13 +45,38 @@ BENCH_DIR = os.path.join(REPO, '.bench')
 COMMUNITY_DIR = os.path.join(BENCH_DIR, 'ansible')
 
 
-def ensure_community_postgresql():
+def ensure_community_postgresql(collection_only=False):
     marker = os.path.join(COMMUNITY_DIR, 'ansible_collections', 'community', 'postgresql')
-    if not os.path.isdir(marker):
+    if not os.path.isdir(marker) and collection_only:
+        unpack_community_postgresql(marker)
+    elif not os.path.isdir(marker):
         print('installing the ansible package (for community.postgresql) into %s ...' % COMMUNITY_DIR)
         subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target', COMMUNITY_DIR,
                         'ansible'], check=True)
     return COMMUNITY_DIR
+
+
+def unpack_community_postgresql(marker):
+    """Only ``ansible_collections/community/postgresql`` of the ``ansible`` package's wheel, into ``marker``."""
+    print('unpacking community.postgresql from the ansible package into %s ...' % COMMUNITY_DIR)
+    os.makedirs(BENCH_DIR, exist_ok=True)
+    download = tempfile.mkdtemp(prefix='wheel-', dir=BENCH_DIR)  # on the same file system as the collection
+    try:
+        subprocess.run([sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary', ':all:',
+                        '--dest', download, 'ansible'], check=True)
+        wheels = glob.glob(os.path.join(download, 'ansible-*.whl'))
+        if len(wheels) != 1:
+            raise SystemExit('pip download ansible left %s, not one wheel' % os.listdir(download))
+        prefix = 'ansible_collections/community/postgresql/'
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            members = [name for name in wheel.namelist() if name.startswith(prefix)]
+            if not members:
+                raise SystemExit('%s holds no community.postgresql' % os.path.basename(wheels[0]))
+            wheel.extractall(download, members)
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        os.rename(os.path.join(download, prefix), marker)
+    finally:
+        shutil.rmtree(download, ignore_errors=True)
 
 
 def check_queries():
@@ -115,15 +148,19 @@ def main():
     parser.add_argument('--hosts', type=int, nargs='+', default=[1, 20])
     parser.add_argument('--repeat', type=int, default=3, help='runs per figure; the median is reported')
     parser.add_argument('--forks', type=int, default=10)
+    parser.add_argument('--smoke', action='store_true',
+                        help='smallest run of the whole code path (1 target, one run of each); no target is checked')
     opts = parser.parse_args()
+    if opts.smoke:
+        opts.hosts, opts.repeat = [1], 1
 
-    community_path = ensure_community_postgresql()
+    community_path = ensure_community_postgresql(collection_only=opts.smoke)
     versions = available_versions()
     server = PgServer(versions['18'], settings={'max_connections': 100})
     server.start()
+    workdir = tempfile.mkdtemp(prefix='appcare-bench-')
     try:
         print(load(server.port))
-        workdir = tempfile.mkdtemp(prefix='appcare-bench-')
         ours, community, floor_sql = write_playbooks(workdir)
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH='%s:%s' % (os.path.join(REPO, 'collections'), community_path),
                    ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false', ANSIBLE_FORKS=str(opts.forks),
@@ -150,8 +187,11 @@ def main():
             print('%-6d %10.2f %12.2f %9.2f %18.3f %14.1f' % line)
         print('\n%d checks; community.postgresql needs %d tasks per host, ours 1; forks=%d; median of %d runs'
               % (len(H.ALL_CHECKS), len(check_queries()) + 1, opts.forks, opts.repeat))
+        if opts.smoke:
+            print('smoke run: every run succeeded; figures this small are not compared with the target')
     finally:
         server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == '__main__':

@@ -21,6 +21,10 @@ endpoints' latency alone (50 x 0.2 s one after the other, 0.2 s all at once), th
 uri / http_health_info and whether the target (at least 10) is met. Run by hand::
 
     .venv/bin/python benchmarks/http_probes.py --repeat 3
+
+``--smoke`` is the smallest run of the same code (5 endpoints answering after 50 ms, one round) for
+``make test``: every check above still applies and fails the run, but the ratio is not compared with the
+target.
 """
 
 from __future__ import annotations
@@ -147,7 +151,11 @@ def main():
     parser.add_argument('--endpoints', type=int, default=50)
     parser.add_argument('--delay', type=float, default=0.2, help='seconds each endpoint waits before answering')
     parser.add_argument('--repeat', type=int, default=3, help='runs of each; the median is reported')
+    parser.add_argument('--smoke', action='store_true',
+                        help='smallest run of the whole code path (5 endpoints, 50 ms, one round); no target is checked')
     opts = parser.parse_args()
+    if opts.smoke:
+        opts.endpoints, opts.delay, opts.repeat = 5, 0.05, 1
 
     servers = []
     workdir = tempfile.mkdtemp(prefix='appcare-http-bench-')
@@ -180,8 +188,12 @@ def main():
               % (med['http_health_info'], max(slowest)))
         print('  uri (loop of %d)                 %7.2f s' % (opts.endpoints, med['uri']))
         print('  floor: sequential %.1f s, concurrent %.1f s' % (opts.endpoints * opts.delay, opts.delay))
-        print('  ratio uri / http_health_info: %.1f  (target at least %.0f: %s)'
-              % (ratio, TARGET, 'met' if ratio >= TARGET else 'NOT met'))
+        if opts.smoke:
+            print('  ratio uri / http_health_info: %.1f' % ratio)
+            print('smoke run: every run probed every endpoint; figures this small are not compared with the target')
+        else:
+            print('  ratio uri / http_health_info: %.1f  (target at least %.0f: %s)'
+                  % (ratio, TARGET, 'met' if ratio >= TARGET else 'NOT met'))
     finally:
         for server in servers:
             server.stop()

@@ -39,7 +39,8 @@ description:
     5 minutes in the future (returned in RV(future) and reported by the C(backup_future_dated) finding,
     never counted as the newest backup - remove them by hand after checking the clocks)."
   - Encryption (O(encryption_recipients) or O(encryption_passphrase_file)) happens in the stream -
-    C(pg_dump) writes to a pipe, C(gpg) writes C(database.dump.gpg) - so no plaintext dump touches the disk.
+    C(pg_dump) writes to a pipe, C(gpg) writes C(database.dump.gpg) (and C(globals.sql.gpg) with O(globals)) -
+    so no plaintext dump touches the disk.
     The format is OpenPGP, so during an outage a person decrypts with the standard
     C(gpg --decrypt database.dump.gpg | pg_restore -d newdb). gpg runs with a temporary home directory
     removed afterwards; keys and passphrases are passed to it as file paths and never appear in output,
