@@ -425,9 +425,6 @@ class Scan(object):
     def __init__(self):
         self.backups, self.partials, self.others, self.future = [], [], [], []
 
-    def __iter__(self):  # backups, partials, others = scan(dest)
-        return iter((self.backups, self.partials, self.others))
-
 
 def scan(dest, now=None):
     """What is in ``dest``. A backup's ``id`` is its directory name: a manifest never names what it is."""

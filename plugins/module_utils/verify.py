@@ -61,9 +61,9 @@ def pick_backup(backup, dest, database=None):
     return backups[0]['path'], backups[0]['manifest']
 
 
-def newest_good(dest, database):
-    """The newest complete backup of ``database`` under ``dest`` whose verdict is not ``failed``."""
-    for entry in B.scan(dest).backups:
+def newest_good(backups, database):
+    """The newest of ``backups`` (as from ``backup.scan``) of ``database`` whose verdict is not ``failed``."""
+    for entry in backups:
         manifest = entry['manifest']
         if manifest.get('database') != database:
             continue
@@ -85,10 +85,10 @@ def plaintext_files(path):
     return plain
 
 
-def encryption_check(dest, database, required):
-    """The ``backup_encryption`` finding: whether every backup of ``database`` under ``dest`` is encrypted,
-    dump and globals alike. Critical when encryption is required and one is not; ok otherwise."""
-    backups = [b for b in B.scan(dest).backups if b['manifest'].get('database') == database]
+def encryption_check(backups, dest, database, required):
+    """The ``backup_encryption`` finding: whether every backup of ``database`` among ``backups`` (of ``dest``)
+    is encrypted, dump and globals alike. Critical when encryption is required and one is not; ok otherwise."""
+    backups = [b for b in backups if b['manifest'].get('database') == database]
     plain = [b['id'] for b in backups if plaintext_files(b['path'])]
     where = 'backup(s) of %s under %s' % (database, dest)
     if not plain:

@@ -356,14 +356,14 @@ def main():
         if params['dest']:
             found = B.scan(params['dest'])
             findings.append(B.future_check(found))
-            entry = V.newest_good(params['dest'], database)
+            entry = V.newest_good(found.backups, database)
             if entry is None:
                 findings.append(C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s'
                                           % (database, params['dest']), unit='hours', obj='db=%s' % database))
             else:
                 hours = (B.utcnow() - entry['finished_at']).total_seconds() / 3600.0
                 findings.append(V.age_check('backup_age', hours, params['rpo_hours'], entry))
-            findings.append(V.encryption_check(params['dest'], database, params['require_encryption']))
+            findings.append(V.encryption_check(found.backups, params['dest'], database, params['require_encryption']))
     except E.DecryptionKeyError as exc:
         # Not the backup's fault: no verification is recorded.
         module.fail_json(msg='verification failed: cannot decrypt %s: %s' % (result.get('backup'), exc), **result)

@@ -90,7 +90,8 @@ def test_scan_orders_by_manifest_time_not_mtime_and_never_counts_broken_ones(tmp
     (tmp_path / 'empty').mkdir()
     write_manifest(str(tmp_path / (B.PARTIAL_PREFIX + 'x')))
     (tmp_path / 'a-file').write_text('x')
-    backups, partials, others = B.scan(str(tmp_path))
+    found = B.scan(str(tmp_path))
+    backups, partials, others = found.backups, found.partials, found.others
     assert [b['id'] for b in backups] == ['aaa-20260601T000000Z', 'zzz-20250101T000000Z']
     assert partials == [str(tmp_path / (B.PARTIAL_PREFIX + 'x'))]
     assert sorted(os.path.basename(o) for o in others) == [
@@ -109,7 +110,8 @@ def test_scan_takes_identity_from_the_directory_and_sets_future_ones_apart(tmp_p
 
 
 def test_scan_of_missing_dest(tmp_path):
-    assert tuple(B.scan(str(tmp_path / 'missing'))) == ([], [], [])
+    found = B.scan(str(tmp_path / 'missing'))
+    assert (found.backups, found.partials, found.others, found.future) == ([], [], [], [])
 
 
 @pytest.mark.parametrize('name, ok', [

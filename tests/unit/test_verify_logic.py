@@ -12,6 +12,7 @@ import os
 
 import pytest
 
+from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
@@ -48,8 +49,9 @@ def test_pick_latest_of_a_database(tmp_path):
 def test_newest_good_skips_failed_verifications(tmp_path):
     make_backup(str(tmp_path), 'a', 'a', '2026-01-01T00:00:00.000000Z', verification={'result': 'ok'})
     make_backup(str(tmp_path), 'a', 'a', '2026-01-02T00:00:00.000000Z', verification={'result': 'failed'})
-    assert V.newest_good(str(tmp_path), 'a')['id'] == 'a-20260101T000000Z'
-    assert V.newest_good(str(tmp_path), 'zzz') is None
+    backups = B.scan(str(tmp_path)).backups
+    assert V.newest_good(backups, 'a')['id'] == 'a-20260101T000000Z'
+    assert V.newest_good(backups, 'zzz') is None
 
 
 def test_checksum_problems(tmp_path):
