@@ -12,7 +12,7 @@ export APPCARE_DEMO_PORT
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_LOCALHOST_WARNING := false
 
-.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench clean
+.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench bench-smoke clean
 
 all: test
 
@@ -32,9 +32,9 @@ $(COLLECTION_LINK):
 setup: system-deps $(STAMP) $(COLLECTION_LINK)
 
 # Every test: unit, integration against real PostgreSQL 18 (and 15 where apt could install it),
-# ruff, ansible-lint, ansible-test sanity, and the collection build.
+# ruff, ansible-lint, ansible-test sanity, the collection build, and every benchmark's smoke run.
 test: setup
-	$(MAKE) unit integration molecule lint build sanity
+	$(MAKE) unit integration molecule lint build sanity bench-smoke
 
 unit: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
@@ -93,6 +93,15 @@ demo-stop:
 
 bench: setup
 	$(BIN)/python benchmarks/health_check.py
+
+# Every benchmark at its smallest (--smoke), one after another: the whole code path of each, stopping at the
+# first failure. It checks that the benchmarks still run, never a timing target (see benchmarks/README.md).
+BENCHMARKS := backup_throughput health_check http_probes inspect_scaling reindex_under_load verify_restore
+bench-smoke: setup
+	@for bench in $(BENCHMARKS); do \
+	  echo "== benchmarks/$$bench.py --smoke"; \
+	  $(BIN)/python benchmarks/$$bench.py --smoke || { echo "benchmarks/$$bench.py --smoke failed"; exit 1; }; \
+	done
 
 clean:
 	rm -rf $(VENV) collections .build tests/output .pytest_cache .ruff_cache

@@ -132,7 +132,7 @@ def main():
                   % (title, med[label], archive_bytes[label] / 1048576.0, med[label] / med['bare']))
         plain = med['pg_backup'] / med['bare']
         encrypted = med['encrypted'] / med['pg_backup']
-        rounds = ' '.join('%.3f' % (e / p) for e, p in zip(runs['encrypted'], runs['pg_backup']))
+        rounds = ' '.join('%.3f' % (e / p) for e, p in zip(runs['encrypted'], runs['pg_backup'], strict=True))
         print('  ratio encrypted / pg_backup (custom): %.3f   (per round: %s)' % (encrypted, rounds))
         if opts.smoke:
             print('smoke run: every run succeeded; figures this small are not compared with the targets')

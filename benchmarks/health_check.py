@@ -10,9 +10,9 @@ Compares, in the same run and against the same embedded PostgreSQL 18 with the s
                one ``postgresql_ping`` plus one ``postgresql_query`` task per check;
 * floor     -- the same SQL through one ``psql`` session per target, no Ansible at all.
 
-Run by hand (``make bench``); not part of the tests. community.postgresql ships in the ``ansible``
-package on PyPI; the script installs that package (without its dependencies) into ``.bench/`` the
-first time. Prints the three times and the ratios.
+Run by hand (``make bench``); the tests run only ``--smoke`` (below). community.postgresql ships in the
+``ansible`` package on PyPI; the script installs that package (without its dependencies) into ``.bench/``
+the first time. Prints the three times and the ratios.
 
 ``--smoke`` is the smallest run of the same code (1 target, one run of each) for ``make test``: it fails
 when a run fails and compares no figure with the target. When ``.bench/`` has no community.postgresql yet,
@@ -83,13 +83,14 @@ def check_queries():
     """The SQL of every default check, as a user would paste it into postgresql_query tasks."""
     excluded = 'ARRAY[%s]' % ', '.join("'%s'" % s for s in H.SYSTEM_SCHEMAS + H.SUPABASE_MANAGED_SCHEMAS)
     pgss = H.PGSS_SLOW_SQL.format(schema='public', mean='mean_exec_time', total='total_exec_time')
+    activity = H.ACTIVITY_SQL.format(lock_wait=H.LOCK_WAIT_14)  # the benchmark's server is PostgreSQL 18
     return [
         ('connection', 'SELECT 1'),
         ('server', H.SERVER_SQL),
-        ('connections_used', H.ACTIVITY_SQL),
-        ('long_running_queries', H.ACTIVITY_SQL + " AND state = 'active'"),
-        ('idle_in_transaction', H.ACTIVITY_SQL + " AND state = 'idle in transaction'"),
-        ('blocked_sessions', H.ACTIVITY_SQL + " AND wait_event_type = 'Lock'"),
+        ('connections_used', activity),
+        ('long_running_queries', activity + " AND state = 'active'"),
+        ('idle_in_transaction', activity + " AND state = 'idle in transaction'"),
+        ('blocked_sessions', activity + " AND wait_event_type = 'Lock'"),
         ('cache_hit_ratio', H.STATS_SQL),
         ('database_size', 'SELECT pg_database_size(current_database())'),
         ('xid_wraparound', 'SELECT datname, age(datfrozenxid) FROM pg_database ORDER BY 2 DESC'),
@@ -165,6 +166,8 @@ def main():
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH='%s:%s' % (os.path.join(REPO, 'collections'), community_path),
                    ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false', ANSIBLE_FORKS=str(opts.forks),
                    ANSIBLE_LOCALHOST_WARNING='false', ANSIBLE_NOCOLOR='1', PGPASSWORD=SUPERUSER_PASSWORD)
+        if opts.smoke:  # the run report of a smoke run goes with its temporary files, not into reports/
+            env['APPCARE_REPORT_DIR'] = os.path.join(workdir, 'reports')
         playbook_bin = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
         psql = os.path.join(server.bindir, 'psql')
         rows = []
