@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import signal
 import subprocess
 import tempfile
 import threading
+import time
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
+from ansible_collections.appcare.maintenance.plugins.module_utils import pgclient as P
+from ansible_collections.appcare.maintenance.plugins.module_utils import store as S
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import iso, utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
     client_env,
+    connect_kwargs,
     db_error_text,
     target_label,
 )
@@ -33,6 +39,18 @@ try:
 except ImportError:  # pragma: no cover - reported by postgres.require_psycopg2()
     psycopg2 = None
     sql = None
+
+# The schemas Supabase's own `supabase db dump` leaves out of a schema dump (the CLI's InternalSchemas):
+# they belong to the platform and are recreated by it. pg_dump pattern syntax ('*' is a wildcard).
+SUPABASE_EXCLUDED_SCHEMAS = [
+    'information_schema', 'pg_*', '_analytics', '_realtime', '_supavisor', 'auth', 'extensions', 'pgbouncer',
+    'realtime', 'storage', 'supabase_functions', 'supabase_migrations', 'cron', 'dbdev', 'graphql',
+    'graphql_public', 'net', 'pgmq', 'pgsodium', 'pgsodium_masks', 'pgtle', 'repack', 'tiger', 'tiger_data',
+    'timescaledb_*', '_timescaledb_*', 'topology', 'vault',
+]
+
+DUMP_FILE = {'custom': 'database.dump', 'directory': 'database.dir'}
+GLOBALS_FILE = 'globals.sql'
 
 BACKUP_THRESHOLDS = {
     # New backup size as a share of the previous good one; a drop below half is suspicious.
@@ -121,6 +139,124 @@ def resolve_schemas(all_schemas, include_patterns, exclude_patterns, preset_patt
     return included, excluded
 
 
+def table_label(entry):
+    """``schema.table`` for messages (quoted where a part needs it, so a dot inside a name is visible)."""
+    def part(name):
+        return name if re.match(r'^[a-z_][a-z0-9_]*$', name) else '"%s"' % name.replace('"', '""')
+    return '%s.%s' % (part(entry['schema']), part(entry['table']))
+
+
+def table_candidates(entry):
+    """The (schema, table) pairs a row-count entry can mean: one, or every split of a format 1 key."""
+    key = entry.get('legacy_key')
+    if not key:
+        return [(entry['schema'], entry['table'])]
+    return [(key[:i], key[i + 1:]) for i, char in enumerate(key) if char == '.']
+
+
+# --- the pg_backup run -----------------------------------------------------------------------------
+
+def validate(params):
+    """Every option of pg_backup, before anything touches disk or network. Returns (thresholds, encryptor)."""
+    if params['jobs'] < 1:
+        raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
+    if params['jobs'] > 1 and params['format'] != 'directory':
+        raise ConfigurationError('jobs > 1 needs format: directory (pg_dump writes custom archives serially)')
+    level = params['compression_level']
+    if level is not None and not 0 <= level <= 22:
+        raise ConfigurationError('compression_level must be between 0 and 22, got %d' % level)
+    if params['no_role_passwords'] and not params['globals']:
+        raise ConfigurationError('no_role_passwords applies to the globals backup: set globals: true as well')
+    for name in RETENTION_OPTIONS:
+        if params[name] is not None and params[name] < 0:
+            raise ConfigurationError('%s must be 0 or more, got %d' % (name, params[name]))
+    connect_kwargs(params, 'validation only')
+    thresholds = C.merge_thresholds(BACKUP_THRESHOLDS, params['thresholds'])
+    encryptor = E.Encryptor(params['encryption_recipients'], params['encryption_passphrase_file'])
+    if encryptor.enabled and params['format'] != 'custom':
+        raise ConfigurationError('encryption needs format: custom (pg_dump writes a directory-format backup as '
+                                 'many files itself, so it cannot be encrypted in the stream)')
+    encryptor.validate()
+    return thresholds, encryptor
+
+
+RETENTION_OPTIONS = ('keep_daily', 'keep_weekly', 'keep_monthly')
+
+
+def same_target(backups, params):
+    """The backups of the database and target this run backs up (retention judges only those)."""
+    return [b for b in backups if b['manifest'].get('database') == params['login_db']
+            and b['manifest'].get('target') == target_label(params)]
+
+
+def plan_retention(backups, params, this_run):
+    """Ids retention deletes; never ``this_run``, the backup the current run writes. None when retention is off."""
+    if all(params[name] is None for name in RETENTION_OPTIONS):
+        return []
+    _keep, delete = S.retention_plan(backups, *[params[name] or 0 for name in RETENTION_OPTIONS], protect=[this_run])
+    return delete
+
+
+def prepare_dest(dest):
+    """``dest`` exists (created 0700 when missing) and this user can write there."""
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise ConfigurationError('dest %s exists and is not a directory' % dest)
+    try:
+        os.makedirs(dest, 0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError('cannot create dest %s: %s' % (dest, exc.strerror)) from exc
+    if not os.access(dest, os.W_OK | os.X_OK):
+        raise ConfigurationError('dest %s is not writable by this user' % dest)
+
+
+def run_backup(params, thresholds, encryptor, check_mode, result):
+    """The whole pg_backup run into ``result``: lock, plan, (not in check mode) clean-up of crashed runs, the
+    backup, retention, findings."""
+    dest = params['dest']
+    lock = None
+    if not check_mode:
+        prepare_dest(dest)
+        lock = S.DestinationLock(dest).acquire()
+    try:
+        with Session(params, 'appcare.maintenance.pg_backup', read_only=True) as session:
+            server = server_info(session)
+            tools = ('pg_dump', 'pg_restore', 'pg_dumpall') if params['globals'] else ('pg_dump', 'pg_restore')
+            client = P.find_client(server['major'], server['version'], params['pg_bin_dir'], tools)
+            compression = P.choose_compression(os.path.join(client['bin_dir'], 'pg_dump'), client['major'],
+                                               params['compression'])
+            run = DumpRun(session, params, server, client, compression, encryptor)
+            included, excluded = run.plan()
+            run.check_access(included)
+            found = S.scan(dest)
+            backups = same_target(found.backups, params)
+            backup_id = S.new_backup_id(dest, params['login_db'])
+            result.update(client=client, ignored=found.others, future=[e['path'] for e in found.future],
+                          path=os.path.join(dest, backup_id))
+            if check_mode:
+                # The planned backup would be the newest: retention would keep it and judge the rest.
+                planned = {'id': backup_id, 'finished_at': utcnow(), 'manifest': {'verifications': []}}
+                result.update(changed=True, cleaned=found.partials, schemas=included, excluded_schemas=excluded,
+                              compression=compression, deleted=plan_retention([planned] + backups, params, backup_id))
+                return
+            for partial in found.partials:
+                S.remove_tree(partial)
+                result['cleaned'].append(partial)
+            started = time.monotonic()
+            size = session.one('SELECT pg_database_size(current_database()) AS bytes')['bytes']
+            manifest = run.run(backup_id, included, excluded)
+            seconds = time.monotonic() - started
+        result.update(changed=True, manifest=manifest, bytes=manifest['bytes'], seconds=round(seconds, 3),
+                      mb_per_s=round(size / 1048576.0 / max(seconds, 1e-6), 2))
+        for name in plan_retention(same_target(S.scan(dest).backups, params), params, backup_id):
+            S.delete_backup(dest, name)
+            result['deleted'].append(name)
+    finally:
+        if lock is not None:
+            lock.release()
+    result['checks'] = [size_check(thresholds, manifest, next(iter(backups), None)), S.future_check(found)]
+    result['status'] = C.worst_status(result['checks'])
+
+
 def server_info(session):
     row = session.one("SELECT current_setting('server_version') AS version, "
                       "current_setting('server_version_num')::int AS version_num, "
@@ -155,13 +291,13 @@ class DumpRun(object):
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env(),
                               check=False)
         if proc.returncode != 0:
-            raise B.BackupError('%s failed: %s' % (what, _exit_reason(proc.returncode, proc.stderr)))
+            raise S.BackupError('%s failed: %s' % (what, _exit_reason(proc.returncode, proc.stderr)))
         return proc.stdout
 
     # -- the run ---------------------------------------------------------------------------------
     def plan(self):
         schemas = [r['nspname'] for r in self.session.query(SCHEMAS_SQL)]
-        preset = B.SUPABASE_EXCLUDED_SCHEMAS if self.params['preset'] == 'supabase' else []
+        preset = SUPABASE_EXCLUDED_SCHEMAS if self.params['preset'] == 'supabase' else []
         return resolve_schemas(schemas, self.params['include_schemas'], self.params['exclude_schemas'], preset)
 
     def check_access(self, included):
@@ -175,7 +311,7 @@ class DumpRun(object):
         role = rows[0]['role']
         problems, grants = [], []
         for row in denied:
-            label = B.table_label({'schema': row['schema'], 'table': row['name']})
+            label = table_label({'schema': row['schema'], 'table': row['name']})
             if not row['usage']:
                 problems.append('%s (no USAGE on schema %s)' % (label, row['schema_q']))
                 grant = 'GRANT USAGE ON SCHEMA %s TO %s' % (row['schema_q'], role)
@@ -194,12 +330,12 @@ class DumpRun(object):
                         'rather than dump only the rows the role may see. Log in as the tables\' owner, or grant '
                         'BYPASSRLS (ALTER ROLE %s BYPASSRLS)'
                         % ('; ' if message else '', role, len(limited),
-                           ', '.join(B.table_label({'schema': r['schema'], 'table': r['name']}) for r in limited[:10]),
+                           ', '.join(table_label({'schema': r['schema'], 'table': r['name']}) for r in limited[:10]),
                            role))
-        raise B.BackupError(message)
+        raise S.BackupError(message)
 
     def dump_argv(self, partial, snapshot, included, excluded):
-        out = os.path.join(partial, B.DUMP_FILE[self.fmt])
+        out = os.path.join(partial, DUMP_FILE[self.fmt])
         if self.encryptor:
             # pg_dump writes to its stdout, gpg writes the file: no plaintext reaches the disk.
             out += E.SUFFIX
@@ -208,7 +344,7 @@ class DumpRun(object):
             target = ['--file=%s' % out]
         argv = [self._bin('pg_dump'), '--format=%s' % self.fmt] + target
         argv += ['--no-password', '--snapshot=%s' % snapshot]
-        argv += B.compression_args(self.client['major'], self.compression, self.params['compression_level'])
+        argv += P.compression_args(self.client['major'], self.compression, self.params['compression_level'])
         if self.fmt == 'directory' and self.params['jobs'] > 1:
             argv.append('--jobs=%d' % self.params['jobs'])
         if self.params['include_schemas']:
@@ -219,20 +355,15 @@ class DumpRun(object):
 
     def run(self, backup_id, included, excluded):
         """Make the backup in a partial directory, check it, and move it into place. Returns the manifest."""
-        started = B.utcnow()
-        partial = os.path.join(self.dest, B.PARTIAL_PREFIX + backup_id)
-        final = os.path.join(self.dest, backup_id)
-        os.mkdir(partial, 0o700)
+        started = utcnow()
+        partial = S.partial_dir(self.dest, backup_id)
         try:
             manifest = self._dump_into(partial, backup_id, started, included, excluded)
-            B.write_json_atomic(os.path.join(partial, B.MANIFEST), manifest)
-            B.fsync_tree(partial)
-            os.rename(partial, final)
-            B.fsync_path(self.dest)
+            S.publish(self.dest, partial, backup_id, manifest)
             return manifest
         except BaseException:
             self._stop_dump()
-            B.remove_tree(partial)
+            S.remove_tree(partial)
             raise
 
     def _stop_dump(self):
@@ -271,10 +402,10 @@ class DumpRun(object):
                 conn.autocommit = True
             except psycopg2.Error:
                 pass
-        dump_done = B.utcnow()
+        dump_done = utcnow()
         globals_file = None
         if self.params['globals']:
-            globals_file = os.path.join(partial, B.GLOBALS_FILE)
+            globals_file = os.path.join(partial, GLOBALS_FILE)
             # The database to connect to comes from PGDATABASE: --dbname would parse it as a connection string.
             argv = [self._bin('pg_dumpall'), '--globals-only', '--no-password']
             if self.params['no_role_passwords']:
@@ -285,18 +416,18 @@ class DumpRun(object):
                     self._run_encrypted(argv, globals_file, 'pg_dumpall --globals-only')
                 else:
                     self._run_tool(argv + ['--file=%s' % globals_file], 'pg_dumpall --globals-only')
-            except B.BackupError as exc:
+            except S.BackupError as exc:
                 hint = ''
                 if 'pg_authid' in str(exc):
                     hint = ('; on managed platforms (Supabase, RDS) password hashes cannot be read: set '
                             'no_role_passwords: true')
-                raise B.BackupError('%s%s' % (exc, hint)) from exc
+                raise S.BackupError('%s%s' % (exc, hint)) from exc
         table_entries = self.check_archive(out, tables, listing)
-        finished = B.utcnow()
-        files = B.file_digests(partial)
+        finished = utcnow()
+        files = S.file_digests(partial)
         total = sum(f['bytes'] for f in files)
         return {
-            'format_version': B.MANIFEST_FORMAT,
+            'format_version': S.MANIFEST_FORMAT,
             'id': backup_id,
             'tool': 'appcare.maintenance.pg_backup',
             'target': target_label(self.params),
@@ -319,9 +450,9 @@ class DumpRun(object):
             'row_counts': counts,
             'tables': len(counts),
             'archive_entries': table_entries,
-            'started_at': B.iso(started),
-            'dump_finished_at': B.iso(dump_done),
-            'finished_at': B.iso(finished),
+            'started_at': iso(started),
+            'dump_finished_at': iso(dump_done),
+            'finished_at': iso(finished),
             'duration_seconds': round((finished - started).total_seconds(), 3),
             'bytes': total,
             'files': files,
@@ -339,7 +470,7 @@ class DumpRun(object):
         counter.cancel()
         if failed_first:
             counter.result()
-        raise B.BackupError('pg_dump failed: %s' % _exit_reason(returncode, err))
+        raise S.BackupError('pg_dump failed: %s' % _exit_reason(returncode, err))
 
     def _run_encrypted(self, argv, out, what, counter=None, list_toc=False):
         """``argv`` (a tool writing to its stdout) -> gpg -> ``out``: no plaintext reaches the disk. With
@@ -370,12 +501,12 @@ class DumpRun(object):
             if counter is not None:
                 self._dump_exit(tool.returncode, _read(tool_err), counter)
             elif tool.returncode != 0:
-                raise B.BackupError('%s failed: %s' % (what, _exit_reason(tool.returncode, _read(tool_err))))
+                raise S.BackupError('%s failed: %s' % (what, _exit_reason(tool.returncode, _read(tool_err))))
             if gpg.returncode != 0 or broken is not None:
-                raise B.BackupError('gpg failed to encrypt the output of %s: %s'
+                raise S.BackupError('gpg failed to encrypt the output of %s: %s'
                                     % (what, _exit_reason(gpg.returncode or 1, _read(gpg_err))))
             if list_toc and procs[2].returncode != 0:
-                raise B.BackupError('pg_restore --list of the new archive failed: %s'
+                raise S.BackupError('pg_restore --list of the new archive failed: %s'
                                     % _exit_reason(procs[2].returncode, _read(list_err)))
             return head, (_read(list_out) if list_toc else None)
 
@@ -389,15 +520,15 @@ class DumpRun(object):
             with open(header_file, 'rb') as handle:
                 magic = handle.read(5)
         except OSError as exc:
-            raise B.BackupError('pg_dump exited 0 but left no readable archive at %s: %s' % (header_file, exc)) from exc
+            raise S.BackupError('pg_dump exited 0 but left no readable archive at %s: %s' % (header_file, exc)) from exc
         if size == 0:
-            raise B.BackupError('pg_dump exited 0 but the archive %s is empty' % header_file)
+            raise S.BackupError('pg_dump exited 0 but the archive %s is empty' % header_file)
         if listing is not None:
             if not E.looks_encrypted(header_file):
-                raise B.BackupError('%s should be OpenPGP-encrypted but is not' % header_file)
+                raise S.BackupError('%s should be OpenPGP-encrypted but is not' % header_file)
             magic = self.header[:5]
         if magic != b'PGDMP':
-            raise B.BackupError('%s does not start with a pg_dump archive header' % header_file)
+            raise S.BackupError('%s does not start with a pg_dump archive header' % header_file)
         if listing is None:
             listing = self._run_tool([self._bin('pg_restore'), '--list', out], 'pg_restore --list of the new archive')
         entries = [line for line in listing.splitlines() if line and not line.startswith(';')]
@@ -410,9 +541,9 @@ class DumpRun(object):
         for table in tables:
             prefix = '%s %s ' % (table['schema'], table['name'])
             if not any(entry.startswith(prefix) for entry in data_lines):
-                missing.append(B.table_label({'schema': table['schema'], 'table': table['name']}))
+                missing.append(table_label({'schema': table['schema'], 'table': table['name']}))
         if missing:
-            raise B.BackupError('the archive has no data entry for %d table(s): %s'
+            raise S.BackupError('the archive has no data entry for %d table(s): %s'
                                 % (len(missing), ', '.join(missing[:10])))
         return len(entries)
 
@@ -457,8 +588,8 @@ class RowCounter(object):
     def result(self):
         self.thread.join()
         if self.error is not None:
-            where = ' of %s' % B.table_label(self.failed_table) if self.failed_table else ''
-            raise B.BackupError('could not count the rows%s in the backup snapshot: %s'
+            where = ' of %s' % table_label(self.failed_table) if self.failed_table else ''
+            raise S.BackupError('could not count the rows%s in the backup snapshot: %s'
                                 % (where, db_error_text(self.error)))
         return self.counts
 
@@ -481,15 +612,6 @@ def _exit_reason(returncode, stderr):
     return 'exit code %d: %s' % (returncode, text or 'no message')
 
 
-def new_backup_id(dest, database, now=None):
-    moment = now or B.utcnow()
-    base = '%s-%s' % (B.safe_name(database), moment.strftime('%Y%m%dT%H%M%SZ'))
-    candidate, n = base, 1
-    while os.path.exists(os.path.join(dest, candidate)) or os.path.exists(
-            os.path.join(dest, B.PARTIAL_PREFIX + candidate)):
-        n += 1
-        candidate = '%s-%d' % (base, n)
-    return candidate
 
 
 def size_check(thresholds, manifest, previous):

@@ -17,6 +17,7 @@ import time
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
+    AppcareError,
     ConfigurationError,
     ConnectionFailure,
     DependencyError,
@@ -186,6 +187,11 @@ class Session(object):
     def __exit__(self, *exc_info):
         self.close()
         return False
+
+
+# What a module's main() turns into fail_json (errors.failure_message): anything else is a bug and shows its
+# traceback.
+HANDLED_ERRORS = (AppcareError, OSError) + ((psycopg2.Error,) if HAS_PSYCOPG2 else ())
 
 
 def db_error_text(exc):

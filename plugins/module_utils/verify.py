@@ -12,16 +12,26 @@ database it did not create.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 import zlib
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import dump as D
 from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
+from ansible_collections.appcare.maintenance.plugins.module_utils import pgclient as P
+from ansible_collections.appcare.maintenance.plugins.module_utils import store as S
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import iso, utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.dump import _exit_reason
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    Session,
+    client_env,
+    connect_kwargs,
+    db_error_text,
+    target_label,
+)
 
 try:
     import psycopg2
@@ -39,94 +49,12 @@ class VerifyError(AppcareError):
     """The verification itself could not run (as opposed to a backup that failed verification)."""
 
 
-def pick_backup(backup, dest, database=None):
-    """The backup directory to verify: an explicit path, or the newest complete one under ``dest`` (never
-    one dated in the future)."""
-    if backup and backup != 'latest':
-        path = os.path.abspath(backup)
-        if not os.path.isdir(path):
-            raise VerifyError('backup %s does not exist or is not a directory' % path)
-        manifest = B.read_manifest(path)
-        if manifest is None:
-            raise VerifyError('backup %s has no valid manifest.json: it is not a complete pg_backup backup '
-                              '(a failed or partial run, or not made by pg_backup)' % path)
-        return path, manifest
-    if not dest:
-        raise ConfigurationError('backup: latest needs dest, the directory that holds the backups')
-    backups = B.scan(dest).backups
-    if database:
-        backups = [b for b in backups if b['manifest'].get('database') == database]
-    if not backups:
-        raise VerifyError('no complete backup%s under %s' % (' of database %s' % database if database else '', dest))
-    return backups[0]['path'], backups[0]['manifest']
-
-
-def newest_good(backups, database):
-    """The newest of ``backups`` (as from ``backup.scan``) of ``database`` whose verdict is not ``failed``."""
-    for entry in backups:
-        manifest = entry['manifest']
-        if manifest.get('database') != database:
-            continue
-        if B.verdict(manifest)['result'] == 'failed':
-            continue
-        return entry
-    return None
-
-
-def plaintext_files(path):
-    """The files of a backup directory that are not OpenPGP-encrypted (judged by their bytes, not by the
-    manifest; the manifest itself is metadata and stays readable)."""
-    plain = []
-    for current, _dirs, files in os.walk(path):
-        for name in sorted(files):
-            full = os.path.join(current, name)
-            if full != os.path.join(path, B.MANIFEST) and not E.looks_encrypted(full):
-                plain.append(os.path.relpath(full, path))
-    return plain
-
-
-def encryption_check(backups, dest, database, required):
-    """The ``backup_encryption`` finding: whether every backup of ``database`` among ``backups`` (of ``dest``)
-    is encrypted, dump and globals alike. Critical when encryption is required and one is not; ok otherwise."""
-    backups = [b for b in backups if b['manifest'].get('database') == database]
-    plain = [b['id'] for b in backups if plaintext_files(b['path'])]
-    where = 'backup(s) of %s under %s' % (database, dest)
-    if not plain:
-        return C.finding('backup_encryption', C.OK, 'all %d %s are encrypted' % (len(backups), where),
-                         value=0, unit='count', obj='db=%s' % database)
-    if required:
-        return C.finding('backup_encryption', C.CRITICAL, '%d of %d %s are not encrypted, and encryption is '
-                         'required: %s' % (len(plain), len(backups), where, ', '.join(plain[:10])),
-                         value=len(plain), unit='count', obj='db=%s' % database)
-    return C.finding('backup_encryption', C.OK, '%d of %d %s are not encrypted (encryption is not required)'
-                     % (len(plain), len(backups), where), value=len(plain), unit='count', obj='db=%s' % database)
-
-
-def verify_checksums(path, manifest):
-    """[(file, problem)] for every file that is missing, resized or whose sha256 differs."""
-    problems = []
-    for entry in manifest.get('files') or []:
-        full = os.path.join(path, entry['path'])
-        try:
-            size, digest = B.sha256_file(full)
-        except OSError as exc:
-            problems.append((entry['path'], 'unreadable: %s' % exc.strerror))
-            continue
-        if size != entry['bytes']:
-            problems.append((entry['path'], 'size %d, manifest says %d' % (size, entry['bytes'])))
-        elif digest != entry['sha256']:
-            problems.append((entry['path'], 'sha256 differs from the manifest'))
-    if not manifest.get('files'):
-        problems.append(('manifest.json', 'lists no files'))
-    return problems
-
-
 def archive_path(path, manifest):
     """The dump file of a backup. Only a plain file name is taken from the manifest: it never points
     elsewhere."""
     name = manifest.get('dump')
     if not isinstance(name, str) or name in ('', '.', '..') or '/' in name or os.sep in name:
-        name = B.DUMP_FILE.get(manifest.get('format'), 'database.dump')
+        name = D.DUMP_FILE.get(manifest.get('format'), 'database.dump')
     return os.path.join(path, name)
 
 
@@ -161,12 +89,12 @@ def verify_catalog(pg_restore, path, manifest, decryptor=None):
     missing, resolved = [], {}
     entries = manifest.get('row_counts') or []
     for index, entry in enumerate(entries):
-        for schema, name in B.table_candidates(entry):
+        for schema, name in D.table_candidates(entry):
             if any(line.startswith('%s %s ' % (schema, name)) for line in data):
                 resolved[index] = (schema, name)
                 break
         else:
-            missing.append(entry.get('legacy_key') or B.table_label(entry))
+            missing.append(entry.get('legacy_key') or D.table_label(entry))
     if missing:
         return False, 'the archive has no data for %d table(s) the manifest lists: %s' % (
             len(missing), ', '.join(missing[:10])), resolved
@@ -259,7 +187,7 @@ def count_rows(connect, dbname, row_counts, resolved):
         with conn.cursor() as cur:
             for index, entry in enumerate(row_counts or []):
                 schema, name = resolved.get(index, (entry['schema'], entry['table']))
-                label = B.table_label({'schema': schema, 'table': name})
+                label = D.table_label({'schema': schema, 'table': name})
                 expected = entry['rows']
                 try:
                     cur.execute(sql.SQL('SELECT count(*) FROM {}.{}').format(sql.Identifier(schema), sql.Identifier(name)))
@@ -353,7 +281,158 @@ class RestoreFailed(VerifyError):
         self.seconds = seconds
 
 
-def age_check(name, hours, rpo_hours, entry):
-    return C.evaluate(name, round(hours, 4), round(0.8 * rpo_hours, 4), rpo_hours, C.ABOVE, unit='hours',
-                      obj='backup=%s' % entry['id'],
-                      message='newest good backup %s finished {value} h ago (RPO %s h)' % (entry['id'], rpo_hours))
+# --- the pg_backup_verify run ----------------------------------------------------------------------
+
+SCRATCH_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,62}$')
+# Integrity decides a verification's result; these judge objectives and the store, not the backup.
+OBJECTIVES = ('restore_time', 'backup_future_dated', 'backup_age', 'backup_encryption')
+
+
+def validate(params):
+    """Every option of pg_backup_verify, before anything touches disk or network. Returns the decryptor."""
+    if params['jobs'] < 1:
+        raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
+    if params['rto_minutes'] <= 0 or params['rpo_hours'] <= 0:
+        raise ConfigurationError('rto_minutes and rpo_hours must be larger than 0')
+    if params['scratch_db'] is not None and not SCRATCH_NAME.match(params['scratch_db']):
+        raise ConfigurationError('scratch_db %r must be a plain identifier (letters, digits, _; at most 63)'
+                                 % params['scratch_db'])
+    validate_smoke_queries(params['smoke_queries'])
+    connect_kwargs(params, 'validation only')
+    decryptor = E.Decryptor(params['decryption_key_file'], params['decryption_passphrase_file'])
+    decryptor.validate()
+    return decryptor
+
+
+def levels_upto(level):
+    """The levels a verification at ``level`` runs: each includes the ones before it."""
+    return LEVELS[:LEVELS.index(level) + 1]
+
+
+def pass_or_critical(name, ok, message, **extra):
+    return C.finding(name, C.OK if ok else C.CRITICAL, message, **extra)
+
+
+def run_verification(params, decryptor, check_mode, result):
+    """The whole pg_backup_verify run into ``result``: pick the backup, verify it up to the level, record the
+    outcome (not in check mode), then judge the store - after the record, so ``backup_age`` names the newest
+    backup that is good now. A key that cannot decrypt raises DecryptionKeyError and records nothing."""
+    levels = levels_upto(params['level'])
+    findings = result['checks']
+    path, manifest = S.pick_backup(params['backup'], params['dest'], params['source_database'])
+    result['backup'] = path
+    database = manifest.get('database')
+    obj = 'backup=%s' % os.path.basename(path)
+    if 'restore' in levels and params['jobs'] > 1 and is_encrypted(path, manifest):
+        raise ConfigurationError('jobs > 1 cannot restore an encrypted backup (pg_restore reads it serially from '
+                                 'the decrypting stream); use jobs: 1')
+
+    problems = S.verify_checksums(path, manifest)
+    findings.append(pass_or_critical('checksum', not problems, '; '.join('%s: %s' % p for p in problems) or
+                                     'all %d file(s) match their sha256' % len(manifest.get('files') or []),
+                                     value=len(problems), unit='count', obj=obj))
+    try:
+        if 'catalog' in levels:
+            # pg_restore reads archives of its own and older pg_dump versions.
+            client_major = int(str(manifest.get('client_version') or '0').split('.', maxsplit=1)[0] or 0)
+            client = P.find_client(client_major, manifest.get('client_version'), params['pg_bin_dir'],
+                                   tools=('pg_restore',))
+            ok, message, resolved = verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest,
+                                                   decryptor)
+            findings.append(pass_or_critical('catalog', ok, message, obj=obj))
+            if 'restore' in levels and not check_mode:
+                run_restore(params, path, manifest, client, result, decryptor, resolved)
+    except E.DecryptionKeyError as exc:
+        raise E.DecryptionKeyError('cannot decrypt %s: %s' % (path, exc)) from exc
+
+    verified = [c for c in findings if c['name'] not in OBJECTIVES]
+    result['result'] = 'ok' if all(c['status'] == C.OK for c in verified) else 'failed'
+    if check_mode:
+        result['verdict'] = S.verdict(manifest)
+    else:
+        record = {
+            'at': iso(utcnow()),
+            'level': params['level'],
+            'result': result['result'],
+            'restore_seconds': result.get('restore_seconds'),
+            'mismatches': result.get('mismatches', {}),
+            'failed_checks': [c['name'] for c in verified if c['status'] != C.OK],
+            'server': target_label(params) if 'restore' in levels else None,
+        }
+        result.update(changed=True, verification=record, verdict=S.append_verification(path, record))
+    if params['dest']:
+        findings.extend(store_findings(params, database))
+    result['status'] = C.worst_status(findings)
+
+
+def store_findings(params, database):
+    """``backup_future_dated``, ``backup_age`` and ``backup_encryption`` of the store under ``dest``."""
+    found = S.scan(params['dest'])
+    entry = S.newest_good(found.backups, database)
+    if entry is None:
+        age = C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s' % (database, params['dest']),
+                        unit='hours', obj='db=%s' % database)
+    else:
+        age = S.age_check('backup_age', (utcnow() - entry['finished_at']).total_seconds() / 3600.0,
+                          params['rpo_hours'], entry)
+    return [S.future_check(found), age,
+            S.encryption_check(found.backups, params['dest'], database, params['require_encryption'])]
+
+
+def run_restore(params, path, manifest, client, result, decryptor, resolved):
+    """The timed test restore into a scratch database that is always dropped; adds the restore findings."""
+    database = manifest.get('database')
+    scratch_name = params['scratch_db'] or ('%s%s' % (SCRATCH_PREFIX, S.safe_name(database or 'db')))[:63]
+    result['scratch_db'] = scratch_name
+    with Session(params, 'appcare.maintenance.pg_backup_verify', read_only=False) as admin:
+        server_major = admin.one("SELECT current_setting('server_version_num')::int / 10000 AS major")['major']
+        if server_major > client['major']:
+            client.update(P.find_client(server_major, str(server_major), params['pg_bin_dir'], tools=('pg_restore',)))
+        scratch = Scratch(admin, scratch_name)
+        result['cleaned'] = scratch.clean_abandoned()
+        scratch.create(forbidden={database, params['login_db']})
+        try:
+            _restore_and_check(params, path, manifest, client, result, decryptor, resolved, scratch_name)
+        finally:
+            scratch.drop()
+
+
+def _restore_and_check(params, path, manifest, client, result, decryptor, resolved, scratch_name):
+    findings = result['checks']
+    obj = 'db=%s' % scratch_name
+    env = client_env(params, 'appcare.maintenance.pg_backup_verify', dbname=scratch_name)
+    kwargs = connect_kwargs(params, 'appcare.maintenance.pg_backup_verify')
+    try:
+        seconds = restore(os.path.join(client['bin_dir'], 'pg_restore'), env, path, manifest, scratch_name,
+                          params['jobs'], params['no_owner'], decryptor)
+    except RestoreFailed as exc:
+        result['restore_seconds'] = round(exc.seconds, 3)
+        findings.append(C.finding('restore', C.CRITICAL, str(exc), obj=obj))
+        return
+    result['restore_seconds'] = round(seconds, 3)
+    findings.append(C.finding('restore', C.OK, 'restored into %s in %.1f s' % (scratch_name, seconds),
+                              value=round(seconds, 3), unit='seconds', obj=obj))
+
+    def connect(dbname):
+        return psycopg2.connect(**dict(kwargs, dbname=dbname))
+
+    mismatches = count_rows(connect, scratch_name, manifest.get('row_counts'), resolved)
+    result['mismatches'] = mismatches
+    counted = len(manifest.get('row_counts') or [])
+    findings.append(pass_or_critical(
+        'row_counts', not mismatches,
+        '%d of %d tables differ from the manifest: %s' % (
+            len(mismatches), counted, '; '.join('%s expected %s, restored %s' % (t, m['expected'], m['restored'])
+                                                for t, m in sorted(mismatches.items())[:10]))
+        if mismatches else 'all %d tables have the row counts of the manifest' % counted,
+        value=len(mismatches), unit='count', obj=obj))
+    if params['smoke_queries']:
+        smoke = run_smoke_queries(connect, scratch_name, params['smoke_queries'])
+        failed = [s for s in smoke if not s['ok']]
+        findings.append(pass_or_critical(
+            'smoke_queries', not failed, '; '.join('%s: %s' % (s['name'], s['message']) for s in failed) or
+            'all %d smoke queries passed' % len(smoke), value=len(failed), unit='count', obj=obj, results=smoke))
+    rto = params['rto_minutes']
+    findings.append(C.evaluate('restore_time', round(seconds / 60.0, 3), round(0.8 * rto, 3), rto, C.ABOVE,
+                               unit='minutes', obj='db=%s' % manifest.get('database'),
+                               message='restore took {value} min (RTO %s min)' % rto))

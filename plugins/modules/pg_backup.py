@@ -294,87 +294,17 @@ status:
 '''
 
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
-from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
-from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
-from ansible_collections.appcare.maintenance.plugins.module_utils.dump import (
-    BACKUP_THRESHOLDS,
-    DumpRun,
-    new_backup_id,
-    server_info,
-    size_check,
-)
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils import dump as D
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import failure_message
+from ansible_collections.appcare.maintenance.plugins.module_utils.pgclient import COMPRESSIONS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    Session,
-    connect_kwargs,
+    HANDLED_ERRORS,
     connection_argument_spec,
-    db_error_text,
     make_interruptible,
-    target_label,
 )
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - reported by Session
-    psycopg2 = None
-
-
-def validate(params):
-    """Every option, before anything touches disk or network. Returns (thresholds, encryptor)."""
-    if params['jobs'] < 1:
-        raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
-    if params['jobs'] > 1 and params['format'] != 'directory':
-        raise ConfigurationError('jobs > 1 needs format: directory (pg_dump writes custom archives serially)')
-    level = params['compression_level']
-    if level is not None and not 0 <= level <= 22:
-        raise ConfigurationError('compression_level must be between 0 and 22, got %d' % level)
-    if params['no_role_passwords'] and not params['globals']:
-        raise ConfigurationError('no_role_passwords applies to the globals backup: set globals: true as well')
-    for name in ('keep_daily', 'keep_weekly', 'keep_monthly'):
-        if params[name] is not None and params[name] < 0:
-            raise ConfigurationError('%s must be 0 or more, got %d' % (name, params[name]))
-    connect_kwargs(params, 'validation only')
-    thresholds = C.merge_thresholds(BACKUP_THRESHOLDS, params['thresholds'])
-    encryptor = E.Encryptor(params['encryption_recipients'], params['encryption_passphrase_file'])
-    if encryptor.enabled and params['format'] != 'custom':
-        raise ConfigurationError('encryption needs format: custom (pg_dump writes a directory-format backup as '
-                                 'many files itself, so it cannot be encrypted in the stream)')
-    encryptor.validate()
-    return thresholds, encryptor
-
-
-def retention_active(params):
-    return any(params[name] is not None for name in ('keep_daily', 'keep_weekly', 'keep_monthly'))
-
-
-def same_target(backups, params):
-    return [b for b in backups if b['manifest'].get('database') == params['login_db']
-            and b['manifest'].get('target') == target_label(params)]
-
-
-def plan_retention(backups, params, this_run):
-    """Ids retention deletes; never ``this_run``, the backup the current run writes."""
-    if not retention_active(params):
-        return []
-    _keep, delete = B.retention_plan(backups, params['keep_daily'] or 0, params['keep_weekly'] or 0,
-                                     params['keep_monthly'] or 0, protect=[this_run])
-    return delete
-
-
-def prepare_dest(dest):
-    if os.path.isdir(dest):
-        return
-    if os.path.exists(dest):
-        raise ConfigurationError('dest %s exists and is not a directory' % dest)
-    try:
-        os.makedirs(dest, 0o700)
-    except OSError as exc:
-        raise ConfigurationError('cannot create dest %s: %s' % (dest, exc.strerror)) from exc
 
 
 def main():
@@ -383,7 +313,7 @@ def main():
         dest=dict(type='path', required=True),
         format=dict(type='str', default='custom', choices=['custom', 'directory']),
         jobs=dict(type='int', default=1),
-        compression=dict(type='str', choices=B.COMPRESSIONS),
+        compression=dict(type='str', choices=COMPRESSIONS),
         compression_level=dict(type='int'),
         globals=dict(type='bool', default=False),
         no_role_passwords=dict(type='bool', default=False),
@@ -400,71 +330,15 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    dest = params['dest'] = os.path.abspath(params['dest'])
+    params['dest'] = os.path.abspath(params['dest'])
     os.umask(0o077)
     make_interruptible()  # a stopped run still removes its partial directory
     result = dict(changed=False, path=None, deleted=[], cleaned=[], ignored=[], future=[])
-
     try:
-        thresholds, encryptor = validate(params)
-        if not module.check_mode:
-            prepare_dest(dest)
-            if not os.access(dest, os.W_OK | os.X_OK):
-                raise ConfigurationError('dest %s is not writable by this user' % dest)
-        lock = B.DestinationLock(dest) if not module.check_mode else None
-        if lock is not None:
-            lock.acquire()
-        try:
-            with Session(params, 'appcare.maintenance.pg_backup', read_only=True) as session:
-                server = server_info(session)
-                tools = ('pg_dump', 'pg_restore', 'pg_dumpall') if params['globals'] else ('pg_dump', 'pg_restore')
-                client = B.find_client(server['major'], server['version'], params['pg_bin_dir'], tools)
-                compression = B.choose_compression(os.path.join(client['bin_dir'], 'pg_dump'), client['major'],
-                                                   params['compression'])
-                run = DumpRun(session, params, server, client, compression, encryptor)
-                included, excluded = run.plan()
-                run.check_access(included)
-                found = B.scan(dest)
-                backups, partials = found.backups, found.partials
-                result.update(client=client, ignored=found.others, future=[e['path'] for e in found.future])
-                backup_id = new_backup_id(dest, params['login_db'])
-                result['path'] = os.path.join(dest, backup_id)
-                if module.check_mode:
-                    # The planned backup would be the newest: retention would keep it and judge the rest.
-                    planned = {'id': backup_id, 'path': result['path'], 'finished_at': B.utcnow(),
-                               'manifest': {'verifications': []}}
-                    result['deleted'] = plan_retention([planned] + same_target(backups, params), params, backup_id)
-                    result.update(changed=True, cleaned=partials, schemas=included, excluded_schemas=excluded,
-                                  compression=compression)
-                    module.exit_json(**result)
-                for partial in partials:
-                    B.remove_tree(partial)
-                    result['cleaned'].append(partial)
-                previous = next(iter(same_target(backups, params)), None)
-                started = time.monotonic()
-                size_row = session.one('SELECT pg_database_size(current_database()) AS bytes')
-                manifest = run.run(backup_id, included, excluded)
-                seconds = time.monotonic() - started
-            result.update(changed=True, manifest=manifest, bytes=manifest['bytes'], seconds=round(seconds, 3),
-                          mb_per_s=round(size_row['bytes'] / 1048576.0 / max(seconds, 1e-6), 2))
-            if retention_active(params):
-                found = B.scan(dest)
-                for backup_id_to_delete in plan_retention(same_target(found.backups, params), params, backup_id):
-                    B.delete_backup(dest, backup_id_to_delete)
-                    result['deleted'].append(backup_id_to_delete)
-        finally:
-            if lock is not None:
-                lock.release()
-    except AppcareError as exc:
-        module.fail_json(msg='backup failed: %s' % exc, **result)
-    except psycopg2.Error as exc:
-        module.fail_json(msg='backup failed: %s' % db_error_text(exc), **result)
-    except OSError as exc:
-        module.fail_json(msg='backup failed: %s: %s' % (getattr(exc, 'filename', '') or dest, exc.strerror or exc),
-                         **result)
-
-    findings = [size_check(thresholds, manifest, previous), B.future_check(found)]
-    result.update(checks=findings, status=C.worst_status(findings))
+        thresholds, encryptor = D.validate(params)
+        D.run_backup(params, thresholds, encryptor, module.check_mode, result)
+    except HANDLED_ERRORS as exc:
+        module.fail_json(msg=failure_message('backup', exc), **result)
     module.exit_json(**result)
 
 

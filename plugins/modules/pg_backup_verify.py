@@ -232,50 +232,15 @@ status:
   sample: ok
 '''
 
-import os
-import re
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
-from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
-from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
 from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import failure_message
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    Session,
-    client_env,
-    connect_kwargs,
+    HANDLED_ERRORS,
     connection_argument_spec,
-    db_error_text,
     make_interruptible,
 )
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - reported by Session
-    psycopg2 = None
-
-SCRATCH_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,62}$')
-
-
-def validate(params):
-    if params['jobs'] < 1:
-        raise ConfigurationError('jobs must be 1 or more, got %d' % params['jobs'])
-    if params['rto_minutes'] <= 0 or params['rpo_hours'] <= 0:
-        raise ConfigurationError('rto_minutes and rpo_hours must be larger than 0')
-    if params['scratch_db'] is not None and not SCRATCH_NAME.match(params['scratch_db']):
-        raise ConfigurationError('scratch_db %r must be a plain identifier (letters, digits, _; at most 63)'
-                                 % params['scratch_db'])
-    V.validate_smoke_queries(params['smoke_queries'])
-    connect_kwargs(params, 'validation only')
-    decryptor = E.Decryptor(params['decryption_key_file'], params['decryption_passphrase_file'])
-    decryptor.validate()
-    return decryptor
-
-
-def fail_or(name, ok, message, value=None, unit=None, **extra):
-    return C.finding(name, C.OK if ok else C.CRITICAL, message, value=value, unit=unit, **extra)
 
 
 def main():
@@ -297,141 +262,14 @@ def main():
         require_encryption=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    level = params['level']
-    depth = V.LEVELS.index(level)
-    result = dict(changed=False, level=level, cleaned=[], checks=[])
-    findings = result['checks']
     make_interruptible()  # a stopped run still drops its scratch database
-
+    result = dict(changed=False, level=module.params['level'], cleaned=[], checks=[])
     try:
-        decryptor = validate(params)
-        path, manifest = V.pick_backup(params['backup'], params['dest'], params['source_database'])
-        result['backup'] = path
-        database = manifest.get('database')
-        encrypted = V.is_encrypted(path, manifest)
-        if encrypted and depth >= 2 and params['jobs'] > 1:
-            raise ConfigurationError('jobs > 1 cannot restore an encrypted backup (pg_restore reads it serially '
-                                     'from the decrypting stream); use jobs: 1')
-
-        problems = V.verify_checksums(path, manifest)
-        findings.append(fail_or('checksum', not problems,
-                                'all %d file(s) match their sha256' % len(manifest.get('files') or [])
-                                if not problems else '; '.join('%s: %s' % p for p in problems),
-                                value=len(problems), unit='count', obj='backup=%s' % os.path.basename(path)))
-
-        client, resolved = None, {}
-        if depth >= 1:
-            # pg_restore reads archives of its own and older pg_dump versions.
-            client_major = int(str(manifest.get('client_version') or '0').split('.', maxsplit=1)[0] or 0)
-            client = B.find_client(client_major, manifest.get('client_version'), params['pg_bin_dir'],
-                                   tools=('pg_restore',))
-            ok, message, resolved = V.verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest,
-                                                     decryptor)
-            findings.append(fail_or('catalog', ok, message, obj='backup=%s' % os.path.basename(path)))
-
-        if depth >= 2 and not module.check_mode:
-            run_restore(params, path, manifest, database, client, result, decryptor, resolved)
-
-        # Integrity decides the result; restore_time and the store's findings judge objectives, not the backup.
-        verified = [c for c in findings if c['name'] not in ('restore_time',)]
-        result['result'] = 'ok' if all(c['status'] == C.OK for c in verified) else 'failed'
-        if not module.check_mode:
-            record = {
-                'at': B.iso(B.utcnow()),
-                'level': level,
-                'result': result['result'],
-                'restore_seconds': result.get('restore_seconds'),
-                'mismatches': result.get('mismatches', {}),
-                'failed_checks': [c['name'] for c in verified if c['status'] != C.OK],
-                'server': '%s:%s' % (params.get('login_unix_socket') or params.get('login_host') or 'local socket',
-                                     params['login_port']) if level == 'restore' else None,
-            }
-            result['verdict'] = B.append_verification(path, record)
-            result.update(changed=True, verification=record)
-        else:
-            result['verdict'] = B.verdict(manifest)
-
-        # Judged after this run's record is written, so the age names the newest backup that is good now.
-        if params['dest']:
-            found = B.scan(params['dest'])
-            findings.append(B.future_check(found))
-            entry = V.newest_good(found.backups, database)
-            if entry is None:
-                findings.append(C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s'
-                                          % (database, params['dest']), unit='hours', obj='db=%s' % database))
-            else:
-                hours = (B.utcnow() - entry['finished_at']).total_seconds() / 3600.0
-                findings.append(V.age_check('backup_age', hours, params['rpo_hours'], entry))
-            findings.append(V.encryption_check(found.backups, params['dest'], database, params['require_encryption']))
-    except E.DecryptionKeyError as exc:
-        # Not the backup's fault: no verification is recorded.
-        module.fail_json(msg='verification failed: cannot decrypt %s: %s' % (result.get('backup'), exc), **result)
-    except AppcareError as exc:
-        module.fail_json(msg='verification failed: %s' % exc, **result)
-    except psycopg2.Error as exc:
-        module.fail_json(msg='verification failed: %s' % db_error_text(exc), **result)
-    except OSError as exc:
-        module.fail_json(msg='verification failed: %s: %s' % (exc.filename or '', exc.strerror or exc), **result)
-
-    result['status'] = C.worst_status(findings)
+        decryptor = V.validate(module.params)
+        V.run_verification(module.params, decryptor, module.check_mode, result)
+    except HANDLED_ERRORS as exc:
+        module.fail_json(msg=failure_message('verification', exc), **result)
     module.exit_json(**result)
-
-
-def run_restore(params, path, manifest, database, client, result, decryptor, resolved):
-    findings = result['checks']
-    scratch_name = params['scratch_db'] or ('%s%s' % (V.SCRATCH_PREFIX, B.safe_name(database or 'db')))[:63]
-    result['scratch_db'] = scratch_name
-    with Session(params, 'appcare.maintenance.pg_backup_verify', read_only=False) as admin:
-        server_major = admin.one("SELECT current_setting('server_version_num')::int / 10000 AS major")['major']
-        if server_major > client['major']:
-            client.update(B.find_client(server_major, str(server_major), params['pg_bin_dir'], tools=('pg_restore',)))
-        pg_restore = os.path.join(client['bin_dir'], 'pg_restore')
-        scratch = V.Scratch(admin, scratch_name)
-        result['cleaned'] = scratch.clean_abandoned()
-        scratch.create(forbidden={database, params['login_db']})
-        try:
-            env = client_env(params, 'appcare.maintenance.pg_backup_verify', dbname=scratch_name)
-            kwargs = connect_kwargs(params, 'appcare.maintenance.pg_backup_verify')
-            try:
-                seconds = V.restore(pg_restore, env, path, manifest, scratch_name, params['jobs'], params['no_owner'],
-                                    decryptor)
-            except V.RestoreFailed as exc:
-                result['restore_seconds'] = round(exc.seconds, 3)
-                findings.append(C.finding('restore', C.CRITICAL, str(exc), obj='db=%s' % scratch_name))
-                return
-            result['restore_seconds'] = round(seconds, 3)
-            findings.append(C.finding('restore', C.OK, 'restored into %s in %.1f s' % (scratch_name, seconds),
-                                      value=round(seconds, 3), unit='seconds', obj='db=%s' % scratch_name))
-
-            def connect(dbname):
-                conn = psycopg2.connect(**dict(kwargs, dbname=dbname))
-                return conn
-
-            mismatches = V.count_rows(connect, scratch_name, manifest.get('row_counts'), resolved)
-            result['mismatches'] = mismatches
-            counted = len(manifest.get('row_counts') or [])
-            findings.append(fail_or(
-                'row_counts', not mismatches,
-                'all %d tables have the row counts of the manifest' % counted if not mismatches else
-                '%d of %d tables differ from the manifest: %s' % (
-                    len(mismatches), counted, '; '.join('%s expected %s, restored %s' % (t, m['expected'], m['restored'])
-                                                        for t, m in sorted(mismatches.items())[:10])),
-                value=len(mismatches), unit='count', obj='db=%s' % scratch_name))
-            if params['smoke_queries']:
-                smoke = V.run_smoke_queries(connect, scratch_name, params['smoke_queries'])
-                failed = [s for s in smoke if not s['ok']]
-                findings.append(fail_or(
-                    'smoke_queries', not failed,
-                    'all %d smoke queries passed' % len(smoke) if not failed else
-                    '; '.join('%s: %s' % (s['name'], s['message']) for s in failed),
-                    value=len(failed), unit='count', obj='db=%s' % scratch_name, results=smoke))
-            rto = params['rto_minutes']
-            findings.append(C.evaluate('restore_time', round(seconds / 60.0, 3), round(0.8 * rto, 3), rto, C.ABOVE,
-                                       unit='minutes', obj='db=%s' % database,
-                                       message='restore took {value} min (RTO %s min)' % rto))
-        finally:
-            scratch.drop()
 
 
 if __name__ == '__main__':

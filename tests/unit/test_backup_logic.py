@@ -13,7 +13,10 @@ import time
 
 import pytest
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from ansible_collections.appcare.maintenance.plugins.module_utils import dump as D
+from ansible_collections.appcare.maintenance.plugins.module_utils import files as F
+from ansible_collections.appcare.maintenance.plugins.module_utils import pgclient as P
+from ansible_collections.appcare.maintenance.plugins.module_utils import store as S
 from ansible_collections.appcare.maintenance.plugins.module_utils.dump import _exit_reason, resolve_schemas
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
@@ -34,7 +37,7 @@ def days(*spec):
 def test_daily_keeps_newest_of_each_day():
     backups = days(('a', '2026-11-20 02:00', None), ('b', '2026-11-21 02:00', None), ('c', '2026-11-21 14:00', None),
                    ('d', '2026-11-22 02:00', None))
-    keep, delete = B.retention_plan(backups, keep_daily=2)
+    keep, delete = S.retention_plan(backups, keep_daily=2)
     assert set(keep) == {'d', 'c'}
     assert delete == ['b', 'a']
 
@@ -42,7 +45,7 @@ def test_daily_keeps_newest_of_each_day():
 def test_weekly_and_monthly_buckets():
     backups = days(('w1', '2026-11-02 02:00', None), ('w2', '2026-11-09 02:00', None), ('w3', '2026-11-16 02:00', None),
                    ('oct', '2026-10-15 02:00', None), ('sep', '2026-09-15 02:00', None))
-    keep, delete = B.retention_plan(backups, keep_weekly=2, keep_monthly=2)
+    keep, delete = S.retention_plan(backups, keep_weekly=2, keep_monthly=2)
     assert keep == {'w3': 'weekly', 'w2': 'weekly', 'oct': 'monthly'}
     assert delete == ['w1', 'sep']
 
@@ -50,7 +53,7 @@ def test_weekly_and_monthly_buckets():
 def test_newest_verified_good_is_never_deleted():
     backups = days(('old-ok', '2026-01-01 00:00', 'ok'), ('older-ok', '2025-12-01 00:00', 'ok'),
                    ('new-failed', '2026-02-01 00:00', 'failed'), ('newest', '2026-03-01 00:00', None))
-    keep, delete = B.retention_plan(backups, keep_daily=1)
+    keep, delete = S.retention_plan(backups, keep_daily=1)
     assert set(keep) == {'newest', 'old-ok'}
     assert keep['old-ok'] == 'newest verified-good'
     assert delete == ['new-failed', 'older-ok']
@@ -58,14 +61,14 @@ def test_newest_verified_good_is_never_deleted():
 
 def test_zero_keeps_only_newest_and_verified():
     backups = days(('a', '2026-01-01 00:00', None), ('b', '2026-01-02 00:00', None))
-    keep, delete = B.retention_plan(backups)
+    keep, delete = S.retention_plan(backups)
     assert list(keep) == ['b'] and delete == ['a']
 
 
 def test_empty_and_invalid():
-    assert B.retention_plan([]) == ({}, [])
+    assert S.retention_plan([]) == ({}, [])
     with pytest.raises(ConfigurationError):
-        B.retention_plan([], keep_daily=-1)
+        S.retention_plan([], keep_daily=-1)
 
 
 def write_manifest(path, **fields):
@@ -88,12 +91,12 @@ def test_scan_orders_by_manifest_time_not_mtime_and_never_counts_broken_ones(tmp
     (tmp_path / 'db-20260104T000000Z').mkdir()
     (tmp_path / 'db-20260104T000000Z' / 'manifest.json').write_text('{not json')
     (tmp_path / 'empty').mkdir()
-    write_manifest(str(tmp_path / (B.PARTIAL_PREFIX + 'x')))
+    write_manifest(str(tmp_path / (S.PARTIAL_PREFIX + 'x')))
     (tmp_path / 'a-file').write_text('x')
-    found = B.scan(str(tmp_path))
+    found = S.scan(str(tmp_path))
     backups, partials, others = found.backups, found.partials, found.others
     assert [b['id'] for b in backups] == ['aaa-20260601T000000Z', 'zzz-20250101T000000Z']
-    assert partials == [str(tmp_path / (B.PARTIAL_PREFIX + 'x'))]
+    assert partials == [str(tmp_path / (S.PARTIAL_PREFIX + 'x'))]
     assert sorted(os.path.basename(o) for o in others) == [
         'db-20260101T000000Z', 'db-20260102T000000Z', 'db-20260103T000000Z', 'db-20260104T000000Z', 'empty',
         'not-a-backup-name']
@@ -102,15 +105,15 @@ def test_scan_orders_by_manifest_time_not_mtime_and_never_counts_broken_ones(tmp
 def test_scan_takes_identity_from_the_directory_and_sets_future_ones_apart(tmp_path):
     write_manifest(str(tmp_path / 'db-20260101T000000Z'), id='/srv/important')
     write_manifest(str(tmp_path / 'db-20990101T000000Z'), finished_at='2099-01-01T00:00:00.000000Z')
-    found = B.scan(str(tmp_path))
+    found = S.scan(str(tmp_path))
     assert [b['id'] for b in found.backups] == ['db-20260101T000000Z']
     assert [b['id'] for b in found.future] == ['db-20990101T000000Z']
-    assert B.future_check(found)['status'] == 'warning'
-    assert B.future_check(B.scan(str(tmp_path / 'missing')))['status'] == 'ok'
+    assert S.future_check(found)['status'] == 'warning'
+    assert S.future_check(S.scan(str(tmp_path / 'missing')))['status'] == 'ok'
 
 
 def test_scan_of_missing_dest(tmp_path):
-    found = B.scan(str(tmp_path / 'missing'))
+    found = S.scan(str(tmp_path / 'missing'))
     assert (found.backups, found.partials, found.others, found.future) == ([], [], [], [])
 
 
@@ -120,7 +123,7 @@ def test_scan_of_missing_dest(tmp_path):
     ('../ims-20261123T020000Z', False), ('ims-20261123T020000Z/..', False),
 ])
 def test_backup_names(name, ok):
-    assert bool(B.BACKUP_NAME.match(name)) is ok
+    assert bool(S.BACKUP_NAME.match(name)) is ok
 
 
 FORMAT1 = {'format_version': 1, 'id': 'x', 'finished_at': '2026-01-01T00:00:00.000000Z',
@@ -130,13 +133,13 @@ FORMAT1 = {'format_version': 1, 'id': 'x', 'finished_at': '2026-01-01T00:00:00.0
 
 def test_format_1_manifests_are_migrated(tmp_path):
     write_manifest(str(tmp_path / 'b'), **FORMAT1)
-    manifest = B.read_manifest(str(tmp_path / 'b'))
+    manifest = S.read_manifest(str(tmp_path / 'b'))
     assert manifest['format_version'] == 2
     assert manifest['row_counts'] == [{'schema': 'dot', 'table': 'schema.x.y', 'rows': 5, 'legacy_key': 'dot.schema.x.y'},
                                       {'schema': 'public', 'table': 't', 'rows': 3}]
-    assert B.table_candidates(manifest['row_counts'][0]) == [('dot', 'schema.x.y'), ('dot.schema', 'x.y'),
+    assert D.table_candidates(manifest['row_counts'][0]) == [('dot', 'schema.x.y'), ('dot.schema', 'x.y'),
                                                              ('dot.schema.x', 'y')]
-    assert B.verdict(manifest)['result'] == 'ok'
+    assert S.verdict(manifest)['result'] == 'ok'
 
 
 def rec(level, result, at='2026-01-01T00:00:00.000000Z'):
@@ -159,9 +162,9 @@ def rec(level, result, at='2026-01-01T00:00:00.000000Z'):
     ([rec('restore', 'ok', at='yesterday')], 'failed', 'restore'),
 ])
 def test_verdict_only_gets_stronger(records, result, level):
-    verdict = B.verdict({'verifications': records})
+    verdict = S.verdict({'verifications': records})
     assert (verdict['result'], verdict['level']) == (result, level)
-    assert B.is_verified_good({'verifications': records}) is (result == 'ok')
+    assert S.is_verified_good({'verifications': records}) is (result == 'ok')
 
 
 def test_delete_backup_refuses_anything_but_a_backup_of_the_store(tmp_path):
@@ -175,32 +178,32 @@ def test_delete_backup_refuses_anything_but_a_backup_of_the_store(tmp_path):
     for name, reason in (('../important/db-20260101T000000Z', 'not a backup name'), ('/srv/important', 'not a backup'),
                          ('db-20260102T000000Z', 'symlink'), ('other', 'not a backup name'),
                          ('db-20260103T000000Z', 'no valid manifest'), ('db-20260104T000000Z', 'No such file')):
-        with pytest.raises(B.BackupError, match=reason):
-            B.delete_backup(str(dest), name)
+        with pytest.raises(S.BackupError, match=reason):
+            S.delete_backup(str(dest), name)
     assert os.path.isdir(outside / 'db-20260101T000000Z') and os.path.islink(dest / 'db-20260102T000000Z')
-    assert B.delete_backup(str(dest), 'db-20260101T000000Z') == str(dest / 'db-20260101T000000Z')
+    assert S.delete_backup(str(dest), 'db-20260101T000000Z') == str(dest / 'db-20260101T000000Z')
     assert not os.path.exists(dest / 'db-20260101T000000Z')
 
 
 def test_retention_never_deletes_the_backup_of_this_run():
     backups = days(('future', '2099-01-01 00:00', None), ('this', '2026-11-21 02:00', None))
-    _keep, delete = B.retention_plan(backups, keep_daily=1)
+    _keep, delete = S.retention_plan(backups, keep_daily=1)
     assert delete == ['this']
-    keep, delete = B.retention_plan(backups, keep_daily=1, protect=['this'])
+    keep, delete = S.retention_plan(backups, keep_daily=1, protect=['this'])
     assert keep['this'] == 'this run' and delete == []
 
 
 def test_lock_is_exclusive(tmp_path):
-    with B.DestinationLock(str(tmp_path)):
-        with pytest.raises(B.LockBusy, match='another backup run holds the lock .* \\(pid %d\\)' % os.getpid()):
-            B.DestinationLock(str(tmp_path)).acquire()
-    B.DestinationLock(str(tmp_path)).acquire().release()
+    with S.DestinationLock(str(tmp_path)):
+        with pytest.raises(S.LockBusy, match='another backup run holds the lock .* \\(pid %d\\)' % os.getpid()):
+            S.DestinationLock(str(tmp_path)).acquire()
+    S.DestinationLock(str(tmp_path)).acquire().release()
 
 
 def test_write_json_atomic_replaces_whole(tmp_path):
     path = str(tmp_path / 'm.json')
-    B.write_json_atomic(path, {'a': 1})
-    B.write_json_atomic(path, {'a': 2})
+    F.write_json_atomic(path, {'a': 1})
+    F.write_json_atomic(path, {'a': 2})
     assert json.load(open(path)) == {'a': 2}
     assert os.listdir(str(tmp_path)) == ['m.json']
 
@@ -209,7 +212,7 @@ SCHEMAS = ['auth', 'public', 'reporting', 'scratch', 'storage', 'timescaledb_x']
 
 
 def test_resolve_schemas_records_every_exclusion():
-    included, excluded = resolve_schemas(SCHEMAS, None, ['scr*'], B.SUPABASE_EXCLUDED_SCHEMAS)
+    included, excluded = resolve_schemas(SCHEMAS, None, ['scr*'], D.SUPABASE_EXCLUDED_SCHEMAS)
     assert included == ['public', 'reporting']
     assert excluded == [{'schema': 'auth', 'reason': 'preset supabase (auth)'},
                         {'schema': 'scratch', 'reason': 'exclude_schemas (scr*)'},
@@ -240,4 +243,4 @@ def test_exit_reason(code, stderr, expected):
     (15, 'gzip', None, ['--compress=6']), (15, 'gzip', 9, ['--compress=9']), (15, 'none', None, ['--compress=0']),
 ])
 def test_compression_args(major, method, level, expected):
-    assert B.compression_args(major, method, level) == expected
+    assert P.compression_args(major, method, level) == expected

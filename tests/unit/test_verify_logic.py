@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import backup as B
+from ansible_collections.appcare.maintenance.plugins.module_utils import store as S
 from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
@@ -36,36 +36,36 @@ def test_pick_latest_of_a_database(tmp_path):
     make_backup(str(tmp_path), 'a', 'a', '2026-01-01T00:00:00.000000Z')
     newest_a = make_backup(str(tmp_path), 'a', 'a', '2026-01-03T00:00:00.000000Z')[0]
     newest = make_backup(str(tmp_path), 'b', 'b', '2026-01-04T00:00:00.000000Z')[0]
-    assert V.pick_backup('latest', str(tmp_path))[0] == newest
-    assert V.pick_backup('latest', str(tmp_path), 'a')[0] == newest_a
-    with pytest.raises(V.VerifyError, match='no complete backup of database c'):
-        V.pick_backup('latest', str(tmp_path), 'c')
+    assert S.pick_backup('latest', str(tmp_path))[0] == newest
+    assert S.pick_backup('latest', str(tmp_path), 'a')[0] == newest_a
+    with pytest.raises(S.BackupError, match='no complete backup of database c'):
+        S.pick_backup('latest', str(tmp_path), 'c')
     with pytest.raises(ConfigurationError, match='needs dest'):
-        V.pick_backup('latest', None)
-    with pytest.raises(V.VerifyError, match='does not exist'):
-        V.pick_backup(str(tmp_path / 'missing'), None)
+        S.pick_backup('latest', None)
+    with pytest.raises(S.BackupError, match='does not exist'):
+        S.pick_backup(str(tmp_path / 'missing'), None)
 
 
 def test_newest_good_skips_failed_verifications(tmp_path):
     make_backup(str(tmp_path), 'a', 'a', '2026-01-01T00:00:00.000000Z', verification={'result': 'ok'})
     make_backup(str(tmp_path), 'a', 'a', '2026-01-02T00:00:00.000000Z', verification={'result': 'failed'})
-    backups = B.scan(str(tmp_path)).backups
-    assert V.newest_good(backups, 'a')['id'] == 'a-20260101T000000Z'
-    assert V.newest_good(backups, 'zzz') is None
+    backups = S.scan(str(tmp_path)).backups
+    assert S.newest_good(backups, 'a')['id'] == 'a-20260101T000000Z'
+    assert S.newest_good(backups, 'zzz') is None
 
 
 def test_checksum_problems(tmp_path):
     path, manifest = make_backup(str(tmp_path), 'x', 'a', '2026-01-01T00:00:00.000000Z')
-    assert V.verify_checksums(path, manifest) == []
+    assert S.verify_checksums(path, manifest) == []
     with open(os.path.join(path, 'database.dump'), 'r+b') as handle:
         handle.write(b'X')
-    assert V.verify_checksums(path, manifest) == [('database.dump', 'sha256 differs from the manifest')]
+    assert S.verify_checksums(path, manifest) == [('database.dump', 'sha256 differs from the manifest')]
     with open(os.path.join(path, 'database.dump'), 'ab') as handle:
         handle.write(b'more')
-    assert 'size' in V.verify_checksums(path, manifest)[0][1]
+    assert 'size' in S.verify_checksums(path, manifest)[0][1]
     os.unlink(os.path.join(path, 'database.dump'))
-    assert 'unreadable' in V.verify_checksums(path, manifest)[0][1]
-    assert V.verify_checksums(path, dict(manifest, files=[])) == [('manifest.json', 'lists no files')]
+    assert 'unreadable' in S.verify_checksums(path, manifest)[0][1]
+    assert S.verify_checksums(path, dict(manifest, files=[])) == [('manifest.json', 'lists no files')]
 
 
 @pytest.mark.parametrize('queries, fragment', [
@@ -87,7 +87,7 @@ def test_valid_smoke_queries_pass():
 @pytest.mark.parametrize('hours, status', [(1, 'ok'), (20, 'warning'), (25, 'critical')])
 def test_backup_age_against_rpo(hours, status):
     entry = {'id': 'b', 'finished_at': datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)}
-    assert V.age_check('backup_age', hours, 24, entry)['status'] == status
+    assert S.age_check('backup_age', hours, 24, entry)['status'] == status
 
 
 def test_scratch_lock_key_is_stable():

