@@ -328,7 +328,7 @@ def run_verification(params, decryptor, check_mode, result):
                                  'the decrypting stream); use jobs: 1')
 
     problems = S.verify_checksums(path, manifest)
-    findings.append(pass_or_critical('checksum', not problems, '; '.join('%s: %s' % p for p in problems) or
+    findings.append(pass_or_critical('backup_checksum', not problems, '; '.join('%s: %s' % p for p in problems) or
                                      'all %d file(s) match their sha256' % len(manifest.get('files') or []),
                                      value=len(problems), unit='count', obj=obj))
     try:
@@ -339,7 +339,7 @@ def run_verification(params, decryptor, check_mode, result):
                                    tools=('pg_restore',))
             ok, message, resolved = verify_catalog(os.path.join(client['bin_dir'], 'pg_restore'), path, manifest,
                                                    decryptor)
-            findings.append(pass_or_critical('catalog', ok, message, obj=obj))
+            findings.append(pass_or_critical('backup_catalog', ok, message, obj=obj))
             if 'restore' in levels and not check_mode:
                 run_restore(params, path, manifest, client, result, decryptor, resolved)
     except E.DecryptionKeyError as exc:
@@ -407,10 +407,10 @@ def _restore_and_check(params, path, manifest, client, result, decryptor, resolv
                           params['jobs'], params['no_owner'], decryptor)
     except RestoreFailed as exc:
         result['restore_seconds'] = round(exc.seconds, 3)
-        findings.append(C.finding('restore', C.CRITICAL, str(exc), obj=obj))
+        findings.append(C.finding('backup_restore', C.CRITICAL, str(exc), obj=obj))
         return
     result['restore_seconds'] = round(seconds, 3)
-    findings.append(C.finding('restore', C.OK, 'restored into %s in %.1f s' % (scratch_name, seconds),
+    findings.append(C.finding('backup_restore', C.OK, 'restored into %s in %.1f s' % (scratch_name, seconds),
                               value=round(seconds, 3), unit='seconds', obj=obj))
 
     def connect(dbname):
@@ -420,7 +420,7 @@ def _restore_and_check(params, path, manifest, client, result, decryptor, resolv
     result['mismatches'] = mismatches
     counted = len(manifest.get('row_counts') or [])
     findings.append(pass_or_critical(
-        'row_counts', not mismatches,
+        'backup_row_counts', not mismatches,
         '%d of %d tables differ from the manifest: %s' % (
             len(mismatches), counted, '; '.join('%s expected %s, restored %s' % (t, m['expected'], m['restored'])
                                                 for t, m in sorted(mismatches.items())[:10]))
@@ -430,7 +430,7 @@ def _restore_and_check(params, path, manifest, client, result, decryptor, resolv
         smoke = run_smoke_queries(connect, scratch_name, params['smoke_queries'])
         failed = [s for s in smoke if not s['ok']]
         findings.append(pass_or_critical(
-            'smoke_queries', not failed, '; '.join('%s: %s' % (s['name'], s['message']) for s in failed) or
+            'backup_smoke_queries', not failed, '; '.join('%s: %s' % (s['name'], s['message']) for s in failed) or
             'all %d smoke queries passed' % len(smoke), value=len(failed), unit='count', obj=obj, results=smoke))
     rto = params['rto_minutes']
     findings.append(C.evaluate('restore_time', round(seconds / 60.0, 3), round(0.8 * rto, 3), rto, C.ABOVE,

@@ -219,9 +219,9 @@ verdict:
   type: dict
   sample: {result: failed, level: restore, at: "2026-11-20T03:00:00.000000Z", records: 2}
 checks:
-  description: Findings in the collection's uniform shape - C(checksum), C(catalog), C(restore),
-    C(row_counts), C(smoke_queries), C(restore_time), then with O(dest) C(backup_future_dated),
-    C(backup_age) and C(backup_encryption).
+  description: Findings in the collection's uniform shape - C(backup_checksum), C(backup_catalog),
+    C(backup_restore), C(backup_row_counts), C(backup_smoke_queries), C(restore_time), then with O(dest)
+    C(backup_future_dated), C(backup_age) and C(backup_encryption).
   returned: always
   type: list
   elements: dict

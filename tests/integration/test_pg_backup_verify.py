@@ -49,9 +49,10 @@ def manifest_of(path):
 
 
 @pytest.mark.parametrize('level, names', [
-    ('checksum', ['checksum'] + STORE),
-    ('catalog', ['checksum', 'catalog'] + STORE),
-    ('restore', ['checksum', 'catalog', 'restore', 'row_counts', 'smoke_queries', 'restore_time'] + STORE),
+    ('checksum', ['backup_checksum'] + STORE),
+    ('catalog', ['backup_checksum', 'backup_catalog'] + STORE),
+    ('restore', ['backup_checksum', 'backup_catalog', 'backup_restore', 'backup_row_counts', 'backup_smoke_queries',
+                 'restore_time'] + STORE),
 ])
 def test_good_backup_verifies_at_every_level(backed_up, level, names):
     target, dest, backup = backed_up
@@ -86,7 +87,7 @@ def test_check_mode_restores_nothing_and_writes_nothing(backed_up):
     result = run_module('pg_backup_verify', args, check_mode=True)
     assert result.rc == 0, result.raw
     assert result['changed'] is False
-    assert [c['name'] for c in result['checks']] == ['checksum', 'catalog'] + STORE
+    assert [c['name'] for c in result['checks']] == ['backup_checksum', 'backup_catalog'] + STORE
     assert manifest_of(backup['path'])['verification'] is None
     assert databases(target.server) == before
 
@@ -101,7 +102,7 @@ def test_flipped_byte_is_a_checksum_failure(backed_up):
         handle.write(bytes([byte[0] ^ 0x01]))
     result = verify(target, dest=str(dest), level='checksum')
     assert result.rc == 0
-    finding = result.check('checksum')
+    finding = result.check('backup_checksum')
     assert finding['status'] == 'critical' and 'database.dump: sha256 differs' in finding['message']
     assert result['result'] == 'failed' and result['status'] == 'critical'
     assert manifest_of(backup['path'])['verification']['result'] == 'failed'
@@ -115,9 +116,9 @@ def test_truncated_archive_fails_catalog_and_restore(backed_up):
     before = databases(target.server)
     result = verify(target, dest=str(dest), level='restore')
     assert result.rc == 0, result.raw
-    assert result.check('checksum')['status'] == 'critical'
-    assert 'size' in result.check('checksum')['message']
-    restore = result.check('restore')
+    assert result.check('backup_checksum')['status'] == 'critical'
+    assert 'size' in result.check('backup_checksum')['message']
+    restore = result.check('backup_restore')
     assert restore['status'] == 'critical' and 'pg_restore failed' in restore['message']
     assert result['result'] == 'failed'
     assert databases(target.server) == before
@@ -144,7 +145,7 @@ def test_restore_failing_on_a_missing_role_is_reported_and_cleaned(target, tmp_p
     before = databases(target.server)
     result = verify(target, backup=backup['path'], level='restore')
     assert result.rc == 0, result.raw
-    finding = result.check('restore')
+    finding = result.check('backup_restore')
     assert finding['status'] == 'critical'
     assert 'role "%s" does not exist' % role in finding['message']
     assert databases(target.server) == before
@@ -163,7 +164,7 @@ def test_planted_row_count_mismatch_is_reported_per_table(backed_up):
     with open(os.path.join(backup['path'], 'manifest.json'), 'w') as handle:
         json.dump(manifest, handle)
     result = verify(target, backup=backup['path'], level='restore')
-    finding = result.check('row_counts')
+    finding = result.check('backup_row_counts')
     assert finding['status'] == 'critical'
     assert 'public.applicants expected 3005, restored 3000' in finding['message']
     assert set(result['mismatches']) == {'public.applicants', 'public.events_2026'}
@@ -176,7 +177,7 @@ def test_smoke_query_failures(backed_up):
                     smoke_queries=[{'name': 'wrong', 'query': 'SELECT count(*) FROM applicants', 'expect': 1},
                                    {'name': 'broken', 'query': 'SELECT * FROM no_such_table'},
                                    {'name': 'ok', 'query': 'SELECT 1', 'min_rows': 1}])
-    finding = result.check('smoke_queries')
+    finding = result.check('backup_smoke_queries')
     assert finding['status'] == 'critical' and finding['value'] == 2
     assert "wrong: returned 3000, expected 1" in finding['message']
     assert 'broken: query failed' in finding['message']

@@ -106,7 +106,7 @@ def test_daily_playbook_backs_up_when_a_destination_is_set(tmp_path, target):
     manifest = json.loads((backups[0] / 'manifest.json').read_text())
     assert manifest['row_counts'] == [{'schema': 'public', 'table': 'applications', 'rows': 250}]
     assert 'backup: %s' % backups[0] in proc.stdout
-    assert 'verification (catalog): OK - checksum OK, catalog OK, backup_future_dated OK, backup_age OK, backup_encryption OK' in proc.stdout
+    assert 'verification (catalog): OK - backup_checksum OK, backup_catalog OK, backup_future_dated OK, backup_age OK, backup_encryption OK' in proc.stdout
     assert manifest['verification']['result'] == 'ok' and manifest['verification']['level'] == 'catalog'
     check = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory,
                          extra_vars={'appcare_targets': 'all'}, options=['--check'])

@@ -298,8 +298,8 @@ def test_fault_damaged_encrypted_archive_fails_verification(app, tmp_path, gpg_k
     write(backup['path'], manifest)
     result = verify(app, backup=backup['path'], level='catalog', decryption_key_file=gpg_keys.secret)
     assert result.rc == 0, result.raw
-    assert result.check('checksum')['status'] == 'ok'
-    catalog = result.check('catalog')
+    assert result.check('backup_checksum')['status'] == 'ok'
+    catalog = result.check('backup_catalog')
     assert catalog['status'] == 'critical' and 'does not decrypt' in catalog['message'], catalog
     assert result['result'] == 'failed'
 
