@@ -38,6 +38,9 @@ REPO = os.path.dirname(HERE)
 sys.path[:0] = [os.path.join(REPO, 'tests'), os.path.join(REPO, 'collections'), os.path.join(REPO, 'demo')]
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import health as H  # noqa: E402
+from ansible_collections.appcare.maintenance.plugins.module_utils import indexes as IX  # noqa: E402
+from ansible_collections.appcare.maintenance.plugins.module_utils import schemas as S  # noqa: E402
+from ansible_collections.appcare.maintenance.plugins.module_utils import statements as ST  # noqa: E402
 from load_sample import load  # noqa: E402
 from pgserver import SUPERUSER_PASSWORD, PgServer, available_versions  # noqa: E402
 
@@ -81,8 +84,9 @@ def unpack_community_postgresql(marker):
 
 def check_queries():
     """The SQL of every default check, as a user would paste it into postgresql_query tasks."""
-    excluded = 'ARRAY[%s]' % ', '.join("'%s'" % s for s in H.SYSTEM_SCHEMAS + H.SUPABASE_MANAGED_SCHEMAS)
-    pgss = H.PGSS_SLOW_SQL.format(schema='public', mean='mean_exec_time', total='total_exec_time')
+    excluded = 'ARRAY[%s]::text[]' % ', '.join("'%s'" % r for r in S.SchemaFilter(S.SUPABASE_SCHEMAS).regexes)
+    pgss = ST.TOP_SQL.format(schema='public', total='s.total_exec_time', mean='s.mean_exec_time',
+                             max='s.max_exec_time', order='s.mean_exec_time').replace('%s', '5')
     activity = H.ACTIVITY_SQL.format(lock_wait=H.LOCK_WAIT_14)  # the benchmark's server is PostgreSQL 18
     return [
         ('connection', 'SELECT 1'),
@@ -98,7 +102,8 @@ def check_queries():
         ('replication_lag', H.REPLICATION_PRIMARY_SQL),
         ('replication_slots', H.SLOTS_SQL),
         ('archiver', H.ARCHIVER_SQL),
-        ('invalid_indexes', H.INVALID_INDEXES_SQL.replace('%%', '%').replace('%s', excluded)),
+        ('invalid_indexes', IX.INVALID_INDEXES_SQL.replace('%(exclude)s', excluded)
+         .replace('%(copy)s', "'%s'" % IX.COPY_RE.pattern)),
         ('checksum_failures', H.STATS_SQL),
         ('slow_queries', pgss),
     ]

@@ -45,10 +45,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path[:0] = [os.path.join(REPO, 'tests'), os.path.join(REPO, 'collections')]
 
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import (  # noqa: E402
-    SUPABASE_MANAGED_SCHEMAS,
-)
 from ansible_collections.appcare.maintenance.plugins.module_utils.review import SECTIONS  # noqa: E402
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import (  # noqa: E402
+    SUPABASE_SCHEMAS,
+    SchemaFilter,
+)
 from modrunner import run_module  # noqa: E402
 from pgserver import SUPERUSER_PASSWORD, PgServer, available_versions  # noqa: E402
 
@@ -92,7 +93,7 @@ $work$
 
 # -- the separate reports, one psql process each -----------------------------------------------------
 # Our own SQL, computing what the Supabase CLI's inspect reports compute; :exclude is the schema filter.
-USER_SCHEMAS = "n.nspname NOT IN (%s) AND n.nspname NOT LIKE 'pg\\_%%' AND n.nspname <> 'information_schema'"
+USER_SCHEMAS = "n.nspname !~ ALL(ARRAY[%s]::text[])"
 
 REPORTS = {
     'table_sizes': """
@@ -296,7 +297,7 @@ FROM pg_stat_database d WHERE d.datname = current_database();
 
 
 def write_reports(directory):
-    exclude = ', '.join("'%s'" % s for s in SUPABASE_MANAGED_SCHEMAS)
+    exclude = ', '.join("'%s'" % r for r in SchemaFilter(SUPABASE_SCHEMAS).regexes)
     user = USER_SCHEMAS % exclude
     paths = []
     for name, sql in REPORTS.items():

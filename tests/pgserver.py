@@ -107,7 +107,7 @@ class PgServer(object):
     """A running throwaway server. ``dsn()`` gives psycopg2 keyword arguments for its superuser."""
 
     def __init__(self, bindir, base_dir=None, settings=None, port=None, keep_dir=False, checksums=True,
-                 tls=False):
+                 tls=False, tls_only=False):
         self.account = _run_as_account()
         self.bindir = _usable_bindir(bindir, self.account)
         self.keep_dir = keep_dir
@@ -118,7 +118,9 @@ class PgServer(object):
         self.settings = dict(settings or {})
         self.version = None
         self.checksums = checksums
-        self.tls = tls
+        self.tls = tls or tls_only
+        # TCP connections without TLS are refused, so a session that gets in is a TLS one.
+        self.tls_only = tls_only
         self.ca_file = None
 
     # -- running commands as the server's account --------------------------------------------------
@@ -153,6 +155,12 @@ class PgServer(object):
                    '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C',
                    '--no-sync'] + checksum_flag)
         os.unlink(pwfile)
+        if self.tls_only:
+            hba = os.path.join(self.datadir, 'pg_hba.conf')
+            with open(hba) as handle:
+                rules = handle.read()
+            with open(hba, 'w') as handle:
+                handle.write('hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n' + rules)
         conf = {
             'listen_addresses': "'127.0.0.1'",
             'port': self.port,

@@ -10,22 +10,34 @@ type: aggregate
 short_description: Run report of the appcare.maintenance tiers - JSON, an offline HTML dashboard, a summary table
 version_added: 0.1.0
 description:
-  - Gathers, per host, every C(checks) list the run's C(appcare.maintenance) modules return, their backup,
-    verification, maintenance, probe, alert and forecast facts, and the hosts that were unreachable or had a task
-    fail (any task).
+  - Gathers, per host, every C(checks) list the run's C(appcare.maintenance) modules return, the C(report) each
+    of their results declares (see below), and the hosts that were unreachable or had a task fail (any task).
+  - "The C(report) convention: a module's result may hold a key C(report), a dict of section name to value. A dict
+    value is merged into that section of the host (C(dict.update)), a list value is appended to the section's
+    list, any other value replaces the section; V(null) is ignored, and so are the sections the callback owns
+    (C(checks), C(failures), C(unreachable), C(name), C(status), C(counts), C(kpis)). Any section dict with
+    C(finished_at) also gets C(age_hours), computed when the report is written. Every section goes into the JSON
+    report; the dashboard shows C(backup) (C(id), C(finished_at), C(age_hours), C(bytes), C(verified)),
+    C(actions) (C(index) or C(table), C(operation), C(result), C(message)), C(endpoints) (C(latency_ms.max) as a
+    key figure), C(deliveries) (C(channel), C(alerts), C(resolved), C(ok), C(error)) and C(chart) (the path of an
+    SVG trend chart); C(forecast) and C(metrics) are kept in the JSON. A new module adds to the report by
+    returning C(report) - the callback needs no change."
   - At the end of the run it writes C(<report_dir>/<tier>-<UTC timestamp>.json), C(latest.json), a self-contained
     HTML dashboard C(<tier>-<UTC timestamp>.html) and C(latest.html) (inline CSS and SVG, no external assets, opens
-    offline from disk) - overall status per target, findings grouped by severity with their messages, backup status
-    (newest backup, its age, size, verified or not), key figures (latency, connections, cache hit, sizes), maintenance
-    actions, alerts sent, the schedule (what this tier ran, when each tier last ran and is next due, kept in
-    C(<report_dir>/schedule.json)) and the trend charts M(appcare.maintenance.metrics_history) wrote.
+    offline from disk, rendered from a Jinja2 template with autoescaping) - overall status per target, findings
+    grouped by severity with their messages, backup status (newest backup, its age, size, verified or not), key
+    figures (latency, connections, cache hit, sizes), maintenance actions, alerts sent, the schedule (what this tier
+    ran, when each tier last ran and is next due, kept in C(<report_dir>/schedule.json)) and the trend charts
+    M(appcare.maintenance.metrics_history) wrote.
   - Prints a compact summary table (target, worst status, counts) after the recap.
-  - With O(fail_on) the run ends with exit code 2 when a finding at or above that severity (or an unreachable or
-    failed host) exists, so an AWX job or a CI step shows red.
+  - O(fail_on) is the collection's one fail gate - the C(report) role has none. When a target's status is at or
+    above it (its worst finding from any module of the run; critical when it was unreachable or a task failed;
+    V(unknown) never counts), the run ends with exit code 2 after the report is written, so an AWX job or a CI step
+    shows red; the error names each such target and its findings.
   - The tier comes from the extra variable C(tier) or C(appcare_tier), or the play variable C(appcare_tier);
-    the play variables C(appcare_report_dir) and C(appcare_report_fail_on) override the options below.
-  - Only findings and selected facts are written - never module arguments - and results of C(no_log) tasks are
-    left out, so secrets do not reach the report files.
+    the play (or extra) variables C(appcare_report_dir) and C(appcare_report_fail_on) override the options below.
+  - Only findings and what modules declare in C(report) are written - never module arguments - and results of
+    C(no_log) tasks are left out, so secrets do not reach the report files.
 requirements:
   - enable it with C(callbacks_enabled = appcare.maintenance.maintenance_report) in C(ansible.cfg) (the
     collection's playbooks ship one) or C(ANSIBLE_CALLBACKS_ENABLED)
@@ -49,7 +61,9 @@ options:
       - section: appcare_maintenance_report
         key: tier
   fail_on:
-    description: End the run with exit code 2 when a finding at or above this severity exists (V(none) never).
+    description:
+      - End the run with exit code 2 when a target's status is at or above this severity (V(none) never).
+      - The play variable C(appcare_report_fail_on) overrides it, for example to fail only the daily tier.
     type: str
     default: none
     choices: [none, warning, critical]
@@ -60,31 +74,18 @@ options:
         key: fail_on
 '''
 
-import datetime
+import json
 import os
 import sys
 
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import report as RP
-from ansible_collections.appcare.maintenance.plugins.module_utils.history import write_atomic
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
+from ansible_collections.appcare.maintenance.plugins.module_utils.files import write_atomic
+from ansible_collections.appcare.maintenance.plugins.plugin_utils import dashboard
 
 PREFIX = 'appcare.maintenance.'
-
-
-def _utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-def _hours_since(text, now):
-    try:
-        moment = datetime.datetime.fromisoformat(str(text).replace('Z', '+00:00'))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return round((now - moment).total_seconds() / 3600.0, 2)
 
 
 class CallbackModule(CallbackBase):
@@ -95,7 +96,7 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.started = _utcnow()
+        self.started = utcnow()
         self.targets = {}
         self.tasks = []
         self.tier = None
@@ -127,7 +128,7 @@ class CallbackModule(CallbackBase):
             if self.report_dir is None and isinstance(value, str) and value:
                 self.report_dir = value
             value = self._render(play, source.get('appcare_report_fail_on'))
-            if self.fail_on is None and value in ('none', 'warning', 'critical'):
+            if self.fail_on is None and value in RP.FAIL_ON:
                 self.fail_on = value
 
     @staticmethod
@@ -162,40 +163,11 @@ class CallbackModule(CallbackBase):
         target = self._target(result)
         if data.get('_ansible_no_log') or not action.startswith(PREFIX) or data.get('skipped'):
             return
-        module = action[len(PREFIX):]
         task = result._task.get_name()
         for check in data.get('checks') or []:
             if isinstance(check, dict) and 'name' in check and 'status' in check:
                 target['checks'].append(dict(check, task=task))
-        now = _utcnow()
-        if module == 'pg_backup' and data.get('manifest'):
-            manifest = data['manifest']
-            target['backup'] = {'id': manifest.get('id'), 'path': data.get('path'), 'bytes': data.get('bytes'),
-                                'finished_at': manifest.get('finished_at'),
-                                'age_hours': _hours_since(manifest.get('finished_at'), now),
-                                'verified': (manifest.get('verification') or {}).get('result')}
-        elif module == 'pg_backup_verify' and data.get('result'):
-            backup = target.setdefault('backup', {'id': os.path.basename(str(data.get('backup') or ''))})
-            backup['verified'] = data['result']
-            backup['verified_level'] = data.get('level')
-        elif module in ('pg_reindex', 'pg_vacuum'):
-            target.setdefault('actions', []).extend(
-                dict((k, a.get(k)) for k in ('index', 'table', 'operation', 'result', 'message', 'seconds'))
-                for a in data.get('actions') or [])
-        elif module == 'http_health_info':
-            target['endpoints'] = [dict((k, e.get(k)) for k in ('name', 'url', 'status_codes', 'latency_ms',
-                                                                'error_rate'))
-                                   for e in data.get('endpoints') or []]
-        elif module == 'notify':
-            target.setdefault('deliveries', []).extend(
-                dict((k, d.get(k)) for k in ('channel', 'type', 'alerts', 'resolved', 'ok', 'error'))
-                for d in data.get('deliveries') or [])
-        elif module == 'metrics_history':
-            target['forecast'] = data.get('forecast')
-            if data.get('chart'):
-                target['chart'] = data['chart']
-        elif module == 'pg_inspect_info' and data.get('metrics'):
-            target['metrics'] = data['metrics']
+        RP.merge_report(target, data.get('report'))
 
     def _each(self, result):
         data = result._result
@@ -225,7 +197,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats):
         for host in stats.processed:
             self.targets.setdefault(host, {'checks': []})
-        now = _utcnow()
+        now = utcnow()
         tier = self.tier or self.get_option('tier')
         report_dir = self.report_dir or self.get_option('report_dir')
         if not os.path.isabs(report_dir):
@@ -243,32 +215,38 @@ class CallbackModule(CallbackBase):
         charts = {}
         for target in report['targets']:
             path = target.get('chart')
-            if path and os.path.isfile(path):
+            if isinstance(path, str) and os.path.isfile(path):
                 try:
                     with open(path, 'r', encoding='utf-8') as handle:
                         charts['%s: database size' % target['name']] = handle.read()
                 except OSError:
                     pass
         try:
-            import json  # pylint: disable=import-outside-toplevel
             text = json.dumps(report, indent=1, sort_keys=True, default=str)
             for name in ('%s-%s.json' % (tier, stamp), 'latest.json'):
-                write_atomic(os.path.join(report_dir, name), text)
-            page = RP.render_html(report, charts)
-            for name in ('%s-%s.html' % (tier, stamp), 'latest.html'):
-                write_atomic(os.path.join(report_dir, name), page)
-            written = os.path.join(report_dir, 'latest.html')
+                write_atomic(os.path.join(report_dir, name), text, mode=0o644)
         except OSError as exc:
             self._display.warning('maintenance_report: cannot write the report to %s: %s' % (report_dir, exc))
-            written = None
+        written = None
+        try:
+            page = dashboard.render_html(report, charts)
+            for name in ('%s-%s.html' % (tier, stamp), 'latest.html'):
+                write_atomic(os.path.join(report_dir, name), page, mode=0o644)
+            written = os.path.join(report_dir, 'latest.html')
+        except OSError as exc:
+            self._display.warning('maintenance_report: cannot write the dashboard to %s: %s' % (report_dir, exc))
+        except Exception as exc:  # pylint: disable=broad-except
+            # A section a module reported in a shape the template cannot show must not cost the run its gate.
+            self._display.warning('maintenance_report: cannot render the dashboard: %s: %s'
+                                  % (type(exc).__name__, exc))
         self._display.banner('APPCARE MAINTENANCE REPORT (%s)' % tier)
         for line in RP.summary_lines(report):
             self._display.display(line)
         if written:
             self._display.display('dashboard: %s' % written)
-        if fail_on in (C.WARNING, C.CRITICAL):
-            if C.STATUS_ORDER.index(report['status']) >= C.STATUS_ORDER.index(fail_on) and report['status'] != C.UNKNOWN:
-                self._display.error('maintenance_report: the run has %s findings (fail_on=%s)'
-                                    % (report['status'], fail_on))
-                sys.stdout.flush()
-                raise SystemExit(2)  # a callback cannot set the exit code otherwise
+        reasons = RP.gate(report, fail_on)
+        if reasons:
+            self._display.error('maintenance_report: the run has %s findings (fail_on=%s): %s'
+                                % (report['status'], fail_on, '; '.join(reasons)))
+            sys.stdout.flush()
+            raise SystemExit(2)  # a callback cannot set the exit code otherwise

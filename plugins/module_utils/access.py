@@ -49,13 +49,14 @@ WITH objects AS (
 )
 SELECT o.kind, o.object, coalesce(g.rolname, 'PUBLIC') AS grantee, a.privilege_type AS privilege, a.is_grantable
 FROM objects o CROSS JOIN LATERAL aclexplode(o.acl) a LEFT JOIN pg_roles g ON g.oid = a.grantee
-WHERE o.schema <> ALL(%(exclude)s) AND o.schema NOT LIKE 'pg\\_%%'
+WHERE o.schema !~ ALL(%(exclude)s)
 ORDER BY 2, 3, 4
 """
 
 
 def take(session, roles, exclude, taken_at):
-    """The access snapshot of the database ``session`` is connected to."""
+    """The access snapshot of the database ``session`` is connected to; ``exclude`` is the ``SchemaFilter`` of the
+    schemas whose grants are left out."""
     snapshot_roles = {}
     for role in roles:
         entry = {}
@@ -69,7 +70,7 @@ def take(session, roles, exclude, taken_at):
             snapshot_roles[row['member']]['member_of'].append(row['role'] + (' (admin)' if row['admin_option'] else ''))
     grants = sorted(set('%s ON %s %s TO %s%s' % (row['privilege'], row['kind'], row['object'], row['grantee'],
                                                  ' WITH GRANT OPTION' if row['is_grantable'] else '')
-                        for row in session.query(GRANTS_SQL, {'exclude': list(exclude)})))
+                        for row in session.query(GRANTS_SQL, {'exclude': exclude.regexes})))
     return {'format': SNAPSHOT_FORMAT, 'taken_at': taken_at, 'database': session.params['login_db'],
             'roles': snapshot_roles, 'grants': grants}
 
@@ -128,17 +129,16 @@ def _listing(items):
 def findings(changes, baseline, selected, database):
     """One finding per kind of change (ok when nothing of that kind changed)."""
     since = baseline.get('taken_at') or 'the baseline'
-    obj = 'db=%s' % database
-    result = []
+    result = C.Findings(obj='db=%s' % database)
 
     def add(name, items, status, what):
         if name not in selected:
             return
         if items:
-            result.append(C.finding(name, status, '%d %s since %s: %s' % (len(items), what, since, _listing(items)),
-                                    value=len(items), unit='count', obj=obj))
+            result.add(name, status, '%d %s since %s: %s' % (len(items), what, since, _listing(items)),
+                       value=len(items), unit='count')
         else:
-            result.append(C.finding(name, C.OK, 'no %s since %s' % (what, since), value=0, unit='count', obj=obj))
+            result.ok(name, 'no %s since %s' % (what, since))
 
     add('new_superusers', changes['new_superusers'], C.CRITICAL, 'new superuser(s)')
     add('roles_added', changes['roles_added'], C.WARNING, 'role(s) added')
@@ -147,4 +147,4 @@ def findings(changes, baseline, selected, database):
     add('memberships_changed', changes['memberships_changed'], C.WARNING, 'role membership change(s)')
     grants = ['+ ' + g for g in changes['grants_added']] + ['- ' + g for g in changes['grants_removed']]
     add('grants_changed', grants, C.WARNING, 'grant change(s)')
-    return result
+    return list(result)

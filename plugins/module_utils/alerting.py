@@ -21,7 +21,6 @@ import hmac
 import json
 import os
 import smtplib
-import ssl
 import time
 import urllib.error
 
@@ -29,16 +28,13 @@ from ansible.module_utils.urls import open_url
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.history import write_atomic
+from ansible_collections.appcare.maintenance.plugins.module_utils.files import write_atomic
+from ansible_collections.appcare.maintenance.plugins.module_utils.tlsinfo import client_context
 
 SEVERITIES = (C.WARNING, C.CRITICAL)
 CHANNEL_TYPES = ('slack', 'webhook', 'sms', 'email')
 STATE_FORMAT = 'appcare.alerts/1'
 EMOJI = {C.CRITICAL: ':red_circle:', C.WARNING: ':large_orange_circle:', 'resolved': ':large_green_circle:'}
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def alert_key(finding):
@@ -223,11 +219,7 @@ def deliver(channel, title, alerts, resolved, now, sleep=time.sleep):
               'ok': False, 'attempts': 0, 'error': None}
     context = None
     if channel['type'] == 'email':
-        context = ssl.create_default_context(cafile=channel.get('ca_path')) if channel.get('ca_path') \
-            else ssl.create_default_context()
-        if not channel.get('validate_certs', True):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        context = client_context(verify=channel.get('validate_certs', True), ca_path=channel.get('ca_path'))
     for attempt in range(channel['retries'] + 1):
         record['attempts'] = attempt + 1
         try:

@@ -17,8 +17,10 @@ import os
 from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
 from ansible_collections.appcare.maintenance.plugins.module_utils import authlog as AL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter, qualified
 
 try:
     import psycopg2
@@ -69,8 +71,8 @@ class Audit(object):
         self.session = session
         self.params = params
         self.thresholds = thresholds
-        self.exclude = list(SYSTEM_SCHEMAS) + [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
-        self.findings = []
+        self.exclude = SchemaFilter(params['exclude_schemas'])
+        self.findings = C.Findings(thresholds, 'db=%s' % params['login_db'])
         self.facts = {}
         self._hba = None
         self._hashes = None
@@ -78,27 +80,13 @@ class Audit(object):
         self._settings = None
 
     # -- helpers ------------------------------------------------------------------------------------
-    def add(self, name, status, message, obj=None, value=None, unit=None, **extra):
-        self.findings.append(C.finding(name, status, message, value=value, unit=unit, obj=obj, **extra))
-
-    def quiet(self, name, message, value=0, unit='count'):
-        self.add(name, C.OK, message, obj='db=%s' % self.params['login_db'], value=value, unit=unit)
-
-    def judge(self, name, value, message, obj=None, **extra):
-        spec = self.thresholds[name]
-        self.findings.append(C.evaluate(name, value, spec.get('warning'), spec.get('critical'), spec['direction'],
-                                        spec['unit'], obj or 'db=%s' % self.params['login_db'], message, **extra))
-
-    def unknown(self, name, reason):
-        self.add(name, C.UNKNOWN, reason, obj='db=%s' % self.params['login_db'])
-
     def try_query(self, sql, args=None):
         """Rows, or the text of an insufficient-privilege error (other errors propagate)."""
         try:
             return self.session.query(sql, args), None
         except psycopg2.Error as exc:
             if getattr(exc, 'pgcode', None) == INSUFFICIENT_PRIVILEGE:
-                return None, ' '.join((exc.pgerror or str(exc)).split())
+                return None, db_error_text(exc)
             raise
 
     def run(self, selected):
@@ -126,11 +114,11 @@ class Audit(object):
         allowed = set(self.params['allowed_superusers'])
         extra = [r['rolname'] for r in self.roles() if r['rolsuper'] and r['rolname'] not in allowed]
         for name in extra:
-            self.add('superusers', C.CRITICAL, 'role %s is a superuser and not in allowed_superusers; remove it '
-                     '(ALTER ROLE %s NOSUPERUSER) or allow it explicitly' % (name, name), obj='role=%s' % name)
+            self.findings.add('superusers', C.CRITICAL, 'role %s is a superuser and not in allowed_superusers; remove it '
+                              '(ALTER ROLE %s NOSUPERUSER) or allow it explicitly' % (name, name), obj='role=%s' % name)
         if not extra:
             supers = sorted(r['rolname'] for r in self.roles() if r['rolsuper'])
-            self.quiet('superusers', 'only allowed roles are superusers (%s)' % (', '.join(supers) or 'none'))
+            self.findings.ok('superusers', 'only allowed roles are superusers (%s)' % (', '.join(supers) or 'none'))
 
     def check_privileged_roles(self):
         allowed = set(self.params['allowed_privileged_roles']) | set(self.params['allowed_superusers'])
@@ -141,13 +129,13 @@ class Audit(object):
             granted = [label for column, label in PRIVILEGE_ATTRIBUTES if role[column]]
             if granted:
                 fired = True
-                self.add('privileged_roles', C.WARNING, 'role %s has %s and is not in allowed_privileged_roles; '
-                         'revoke what it does not need (ALTER ROLE %s %s)'
-                         % (role['rolname'], ', '.join(granted), role['rolname'],
-                            ' '.join('NO' + g for g in granted)), obj='role=%s' % role['rolname'], attributes=granted)
+                self.findings.add('privileged_roles', C.WARNING, 'role %s has %s and is not in allowed_privileged_roles; '
+                                  'revoke what it does not need (ALTER ROLE %s %s)'
+                                  % (role['rolname'], ', '.join(granted), role['rolname'],
+                                     ' '.join('NO' + g for g in granted)), obj='role=%s' % role['rolname'], attributes=granted)
         if not fired:
-            self.quiet('privileged_roles', 'no role outside the allow-list has CREATEROLE, CREATEDB, BYPASSRLS '
-                       'or REPLICATION')
+            self.findings.ok('privileged_roles', 'no role outside the allow-list has CREATEROLE, CREATEDB, BYPASSRLS '
+                             'or REPLICATION')
 
     def password_kinds(self):
         """{role: kind} from pg_authid (superuser only), or the error text."""
@@ -164,8 +152,8 @@ class Audit(object):
     def check_password_hashes(self):
         kinds, error = self.password_kinds()
         if kinds is None:
-            self.unknown('password_hashes', 'cannot read pg_authid as %s (%s); only a superuser can see how '
-                         'passwords are stored' % (self.facts['login_role'], error))
+            self.findings.unknown('password_hashes', 'cannot read pg_authid as %s (%s); only a superuser can see how '
+                                  'passwords are stored' % (self.facts['login_role'], error))
             return
         fired = False
         for name, (kind, login) in sorted(kinds.items()):
@@ -173,12 +161,12 @@ class Audit(object):
                 continue
             fired = True
             status = C.CRITICAL if kind == 'plain' else C.WARNING
-            self.add('password_hashes', status, 'login role %s has a%s password; set password_encryption = '
-                     'scram-sha-256 and set the password again (ALTER ROLE %s PASSWORD ...)'
-                     % (name, 'n MD5-hashed' if kind == 'md5' else ' plain-text', name), obj='role=%s' % name,
-                     hash=kind)
+            self.findings.add('password_hashes', status, 'login role %s has a%s password; set password_encryption = '
+                              'scram-sha-256 and set the password again (ALTER ROLE %s PASSWORD ...)'
+                              % (name, 'n MD5-hashed' if kind == 'md5' else ' plain-text', name), obj='role=%s' % name,
+                              hash=kind)
         if not fired:
-            self.quiet('password_hashes', 'every login role with a password stores it as SCRAM-SHA-256')
+            self.findings.ok('password_hashes', 'every login role with a password stores it as SCRAM-SHA-256')
 
     def hba_rules(self):
         if self._hba is None:
@@ -192,8 +180,8 @@ class Audit(object):
         kinds, error = self.password_kinds()
         rules, hba_error = self.hba_rules()
         if kinds is None or rules is None:
-            self.unknown('passwordless_logins', 'needs pg_authid and pg_hba_file_rules, which %s cannot read (%s)'
-                         % (self.facts['login_role'], error or hba_error))
+            self.findings.unknown('passwordless_logins', 'needs pg_authid and pg_hba_file_rules, which %s cannot read (%s)'
+                                  % (self.facts['login_role'], error or hba_error))
             return
         trust_rules = [r for r in rules if r['type'] in HOST_TYPES and r['auth_method'] == 'trust' and not r['error']]
         fired = False
@@ -202,23 +190,23 @@ class Audit(object):
             reaching = [r for r in trust_rules if 'all' in (r['user_name'] or []) or name in (r['user_name'] or [])]
             if reaching:
                 fired = True
-                self.add('passwordless_logins', C.CRITICAL, 'login role %s has no password and pg_hba.conf line %s '
-                         '(%s trust) lets anyone who reaches the server log in as it over the network; set a '
-                         'password and replace trust with scram-sha-256'
-                         % (name, reaching[0]['line_number'], reaching[0]['type']), obj='role=%s' % name)
+                self.findings.add('passwordless_logins', C.CRITICAL, 'login role %s has no password and pg_hba.conf line %s '
+                                  '(%s trust) lets anyone who reaches the server log in as it over the network; set a '
+                                  'password and replace trust with scram-sha-256'
+                                  % (name, reaching[0]['line_number'], reaching[0]['type']), obj='role=%s' % name)
         if not fired:
-            self.quiet('passwordless_logins', '%d login role(s) without a password, none reachable through a '
-                       'trust rule for network connections' % len(without), value=len(without))
+            self.findings.ok('passwordless_logins', '%d login role(s) without a password, none reachable through a '
+                             'trust rule for network connections' % len(without), value=len(without))
 
     def check_untrusted_languages(self):
         rows = self.session.query("SELECT lanname FROM pg_language WHERE NOT lanpltrusted "
                                   "AND lanname NOT IN ('c', 'internal') ORDER BY 1")
         for row in rows:
-            self.add('untrusted_languages', C.WARNING, 'untrusted language %s is installed: its functions run with '
-                     'the server\'s operating-system rights; drop it (DROP EXTENSION/LANGUAGE %s) unless needed'
-                     % (row['lanname'], row['lanname']), obj='language=%s' % row['lanname'])
+            self.findings.add('untrusted_languages', C.WARNING, 'untrusted language %s is installed: its functions run with '
+                              'the server\'s operating-system rights; drop it (DROP EXTENSION/LANGUAGE %s) unless needed'
+                              % (row['lanname'], row['lanname']), obj='language=%s' % row['lanname'])
         if not rows:
-            self.quiet('untrusted_languages', 'no untrusted procedural language installed')
+            self.findings.ok('untrusted_languages', 'no untrusted procedural language installed')
 
     # -- server ---------------------------------------------------------------------------------------
     def settings(self):
@@ -232,27 +220,27 @@ class Audit(object):
     def check_ssl(self):
         value = self.settings().get('ssl')
         if value == 'on':
-            self.quiet('ssl', 'ssl is on', value=1, unit=None)
+            self.findings.ok('ssl', 'ssl is on', value=1, unit=None)
         else:
-            self.add('ssl', C.WARNING, 'ssl is off: passwords and data cross the network unencrypted; configure '
-                     'ssl_cert_file/ssl_key_file and set ssl = on', obj='server', value=0)
+            self.findings.add('ssl', C.WARNING, 'ssl is off: passwords and data cross the network unencrypted; configure '
+                              'ssl_cert_file/ssl_key_file and set ssl = on', obj='server', value=0)
 
     def check_password_encryption(self):
         value = self.settings().get('password_encryption')
         if value == 'scram-sha-256':
-            self.quiet('password_encryption', 'password_encryption is scram-sha-256', value=None, unit=None)
+            self.findings.ok('password_encryption', 'password_encryption is scram-sha-256', value=None, unit=None)
         else:
-            self.add('password_encryption', C.WARNING, 'password_encryption is %s: new passwords are stored as %s; '
-                     'set it to scram-sha-256' % (value, value), obj='server')
+            self.findings.add('password_encryption', C.WARNING, 'password_encryption is %s: new passwords are stored as %s; '
+                              'set it to scram-sha-256' % (value, value), obj='server')
 
     def _logging(self, name):
         value = (self.settings().get(name) or '').strip().lower()
         # PostgreSQL 18 turned log_connections into a list of aspects ('receipt,authentication,...').
         if value in ('', 'off', 'false', '0', 'no'):
-            self.add(name, C.WARNING, '%s is off: failed and successful logins leave no trace in the server log; '
-                     'set %s = on' % (name, name), obj='server')
+            self.findings.add(name, C.WARNING, '%s is off: failed and successful logins leave no trace in the server log; '
+                              'set %s = on' % (name, name), obj='server')
         else:
-            self.quiet(name, '%s = %s' % (name, value), value=None, unit=None)
+            self.findings.ok(name, '%s = %s' % (name, value), value=None, unit=None)
 
     def check_log_connections(self):
         self._logging('log_connections')
@@ -263,16 +251,16 @@ class Audit(object):
     def check_hba_rules(self):
         rules, error = self.hba_rules()
         if rules is None:
-            self.unknown('hba_rules', 'cannot read pg_hba_file_rules as %s (%s); only a superuser (or a role granted '
-                         'EXECUTE on pg_hba_file_rules()) can' % (self.facts['login_role'], error))
+            self.findings.unknown('hba_rules', 'cannot read pg_hba_file_rules as %s (%s); only a superuser (or a role granted '
+                                  'EXECUTE on pg_hba_file_rules()) can' % (self.facts['login_role'], error))
             return
         fired = False
         for rule in rules:
             if rule['error']:
                 fired = True
-                self.add('hba_rules', C.WARNING, 'pg_hba.conf line %s does not parse: %s' % (rule['line_number'],
-                                                                                             rule['error']),
-                         obj='hba_line=%s' % rule['line_number'])
+                self.findings.add('hba_rules', C.WARNING, 'pg_hba.conf line %s does not parse: %s' % (rule['line_number'],
+                                                                                                      rule['error']),
+                                  obj='hba_line=%s' % rule['line_number'])
                 continue
             if rule['type'] not in HOST_TYPES or rule['auth_method'] == 'reject':
                 continue
@@ -297,12 +285,12 @@ class Audit(object):
                 status = C.worst_status([status, C.WARNING])
             if problems:
                 fired = True
-                self.add('hba_rules', status, 'pg_hba.conf line %s (%s): %s' % (rule['line_number'], text,
-                                                                                '; '.join(problems)),
-                         obj='hba_line=%s' % rule['line_number'])
+                self.findings.add('hba_rules', status, 'pg_hba.conf line %s (%s): %s' % (rule['line_number'], text,
+                                                                                         '; '.join(problems)),
+                                  obj='hba_line=%s' % rule['line_number'])
         if not fired:
-            self.quiet('hba_rules', '%d pg_hba.conf rule(s), none with trust, password or md5 for network '
-                       'connections or open to every address' % len(rules), value=len(rules))
+            self.findings.ok('hba_rules', '%d pg_hba.conf rule(s), none with trust, password or md5 for network '
+                             'connections or open to every address' % len(rules), value=len(rules))
 
     # -- schemas and objects ----------------------------------------------------------------------------
     def check_public_schema_create(self):
@@ -310,37 +298,37 @@ class Audit(object):
             "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
             "WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open")
         if row['open']:
-            self.add('public_schema_create', C.WARNING, 'every role (PUBLIC) may create objects in schema public '
-                     '(the pre-PostgreSQL-15 default, kept by upgraded databases); REVOKE CREATE ON SCHEMA public '
-                     'FROM PUBLIC', obj='schema=public')
+            self.findings.add('public_schema_create', C.WARNING, 'every role (PUBLIC) may create objects in schema public '
+                              '(the pre-PostgreSQL-15 default, kept by upgraded databases); REVOKE CREATE ON SCHEMA public '
+                              'FROM PUBLIC', obj='schema=public')
         else:
-            self.quiet('public_schema_create', 'PUBLIC may not create objects in schema public')
+            self.findings.ok('public_schema_create', 'PUBLIC may not create objects in schema public')
 
     def check_security_definer_search_path(self):
         rows = self.session.query(
             "SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args "
             "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.prosecdef "
             "AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search\\_path=%%') "
-            "AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_%%' ORDER BY 1, 2", (self.exclude,))
+            "AND n.nspname !~ ALL(%s) ORDER BY 1, 2", (self.exclude.regexes,))
         for row in rows:
-            signature = '%s.%s(%s)' % (row['schema'], row['name'], row['args'])
-            self.add('security_definer_search_path', C.WARNING, 'SECURITY DEFINER function %s has no fixed '
-                     'search_path: a caller can make it run their own objects with its owner\'s rights; '
-                     'ALTER FUNCTION %s SET search_path = \'\' (and qualify the names it uses)'
-                     % (signature, signature), obj='function=%s' % signature)
+            signature = '%s(%s)' % (qualified(row['schema'], row['name']), row['args'])
+            self.findings.add('security_definer_search_path', C.WARNING, 'SECURITY DEFINER function %s has no fixed '
+                              'search_path: a caller can make it run their own objects with its owner\'s rights; '
+                              'ALTER FUNCTION %s SET search_path = \'\' (and qualify the names it uses)'
+                              % (signature, signature), obj='function=%s' % signature)
         if not rows:
-            self.quiet('security_definer_search_path', 'every SECURITY DEFINER function has a fixed search_path')
+            self.findings.ok('security_definer_search_path', 'every SECURITY DEFINER function has a fixed search_path')
 
     def check_extension_in_public(self):
         rows = self.session.query("SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
                                   "WHERE n.nspname = 'public' ORDER BY 1")
         for row in rows:
-            self.add('extension_in_public', C.WARNING, 'extension %s is installed in schema public, where its '
-                     'objects are exposed with the application\'s; move it (ALTER EXTENSION %s SET SCHEMA '
-                     'extensions) when it is relocatable' % (row['extname'], row['extname']),
-                     obj='extension=%s' % row['extname'])
+            self.findings.add('extension_in_public', C.WARNING, 'extension %s is installed in schema public, where its '
+                              'objects are exposed with the application\'s; move it (ALTER EXTENSION %s SET SCHEMA '
+                              'extensions) when it is relocatable' % (row['extname'], row['extname']),
+                              obj='extension=%s' % row['extname'])
         if not rows:
-            self.quiet('extension_in_public', 'no extension installed in schema public')
+            self.findings.ok('extension_in_public', 'no extension installed in schema public')
 
     # -- PostgREST / Supabase exposure ------------------------------------------------------------------
     def api_roles(self):
@@ -367,8 +355,8 @@ class Audit(object):
     def _no_api_roles(self, name):
         if self.api_roles():
             return False
-        self.quiet(name, 'none of the API roles (%s) exists; PostgREST exposure does not apply'
-                   % ', '.join(self.params['api_roles']))
+        self.findings.ok(name, 'none of the API roles (%s) exists; PostgREST exposure does not apply'
+                         % ', '.join(self.params['api_roles']))
         return True
 
     def check_rls_disabled_in_public(self):
@@ -376,32 +364,32 @@ class Audit(object):
             return
         hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and not r['rls'] and r['readers']]
         for row in hits:
-            name = '%s.%s' % (row['schema'], row['name'])
-            self.add('rls_disabled_in_public', C.CRITICAL, 'table %s is readable by %s through the API and row-level '
-                     'security is off, so every row is public; ALTER TABLE %s ENABLE ROW LEVEL SECURITY and add '
-                     'policies' % (name, ', '.join(row['readers']), name), obj='table=%s' % name)
+            name = qualified(row['schema'], row['name'])
+            self.findings.add('rls_disabled_in_public', C.CRITICAL, 'table %s is readable by %s through the API and row-level '
+                              'security is off, so every row is public; ALTER TABLE %s ENABLE ROW LEVEL SECURITY and add '
+                              'policies' % (name, ', '.join(row['readers']), name), obj='table=%s' % name)
         if not hits:
-            self.quiet('rls_disabled_in_public', 'every table the API roles can read in %s has row-level security'
-                       % ', '.join(self.params['exposed_schemas']))
+            self.findings.ok('rls_disabled_in_public', 'every table the API roles can read in %s has row-level security'
+                             % ', '.join(self.params['exposed_schemas']))
 
     def check_policy_exists_rls_disabled(self):
         hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and not r['rls'] and r['policies']]
         for row in hits:
-            name = '%s.%s' % (row['schema'], row['name'])
-            self.add('policy_exists_rls_disabled', C.CRITICAL, 'table %s has %d polic%s but row-level security is '
-                     'off, so they are not applied; ALTER TABLE %s ENABLE ROW LEVEL SECURITY'
-                     % (name, row['policies'], 'y' if row['policies'] == 1 else 'ies', name), obj='table=%s' % name)
+            name = qualified(row['schema'], row['name'])
+            self.findings.add('policy_exists_rls_disabled', C.CRITICAL, 'table %s has %d polic%s but row-level security is '
+                              'off, so they are not applied; ALTER TABLE %s ENABLE ROW LEVEL SECURITY'
+                              % (name, row['policies'], 'y' if row['policies'] == 1 else 'ies', name), obj='table=%s' % name)
         if not hits:
-            self.quiet('policy_exists_rls_disabled', 'no table has policies with row-level security off')
+            self.findings.ok('policy_exists_rls_disabled', 'no table has policies with row-level security off')
 
     def check_rls_enabled_no_policy(self):
         hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and r['rls'] and not r['policies']]
         for row in hits:
-            name = '%s.%s' % (row['schema'], row['name'])
-            self.add('rls_enabled_no_policy', INFO, 'table %s has row-level security on and no policy: the API '
-                     'roles see no rows (fine if intended; add a policy otherwise)' % name, obj='table=%s' % name)
+            name = qualified(row['schema'], row['name'])
+            self.findings.add('rls_enabled_no_policy', INFO, 'table %s has row-level security on and no policy: the API '
+                              'roles see no rows (fine if intended; add a policy otherwise)' % name, obj='table=%s' % name)
         if not hits:
-            self.quiet('rls_enabled_no_policy', 'no table has row-level security without a policy')
+            self.findings.ok('rls_enabled_no_policy', 'no table has row-level security without a policy')
 
     def check_security_definer_view(self):
         if self._no_api_roles('security_definer_view'):
@@ -409,13 +397,13 @@ class Audit(object):
         hits = [r for r in self.exposed_relations()
                 if r['relkind'] == 'v' and not r['security_invoker'] and r['readers']]
         for row in hits:
-            name = '%s.%s' % (row['schema'], row['name'])
-            self.add('security_definer_view', C.CRITICAL, 'view %s runs with its owner\'s rights (no '
-                     'security_invoker) and %s can read it, bypassing the row-level security of the tables under '
-                     'it; ALTER VIEW %s SET (security_invoker = on)' % (name, ', '.join(row['readers']), name),
-                     obj='view=%s' % name)
+            name = qualified(row['schema'], row['name'])
+            self.findings.add('security_definer_view', C.CRITICAL, 'view %s runs with its owner\'s rights (no '
+                              'security_invoker) and %s can read it, bypassing the row-level security of the tables under '
+                              'it; ALTER VIEW %s SET (security_invoker = on)' % (name, ', '.join(row['readers']), name),
+                              obj='view=%s' % name)
         if not hits:
-            self.quiet('security_definer_view', 'no view readable by the API roles runs with its owner\'s rights')
+            self.findings.ok('security_definer_view', 'no view readable by the API roles runs with its owner\'s rights')
 
     def check_auth_users_exposed(self):
         if self._no_api_roles('auth_users_exposed'):
@@ -427,12 +415,12 @@ class Audit(object):
         using = set(r['oid'] for r in rows)
         hits = [r for r in self.exposed_relations() if r['oid'] in using and r['readers']]
         for row in hits:
-            name = '%s.%s' % (row['schema'], row['name'])
-            self.add('auth_users_exposed', C.CRITICAL, 'view %s reads auth.users and %s can query it through the API, '
-                     'exposing user e-mails and metadata; revoke SELECT from the API roles or drop the view'
-                     % (name, ', '.join(row['readers'])), obj='view=%s' % name)
+            name = qualified(row['schema'], row['name'])
+            self.findings.add('auth_users_exposed', C.CRITICAL, 'view %s reads auth.users and %s can query it through the API, '
+                              'exposing user e-mails and metadata; revoke SELECT from the API roles or drop the view'
+                              % (name, ', '.join(row['readers'])), obj='view=%s' % name)
         if not hits:
-            self.quiet('auth_users_exposed', 'no view over auth.users is readable by the API roles')
+            self.findings.ok('auth_users_exposed', 'no view over auth.users is readable by the API roles')
 
     # -- authentication events --------------------------------------------------------------------------
     def run_events(self, selected):
@@ -448,8 +436,8 @@ class Audit(object):
         hours = self.params['log_window_hours']
         since = utcnow() - datetime.timedelta(hours=hours)
         if not os.path.exists(path) or not os.access(path, os.R_OK):
-            self.unknown('failed_logins', 'log_path %s %s for the user the module runs as (uid %d)'
-                         % (path, 'is not readable' if os.path.exists(path) else 'does not exist', os.getuid()))
+            self.findings.unknown('failed_logins', 'log_path %s %s for the user the module runs as (uid %d)'
+                                  % (path, 'is not readable' if os.path.exists(path) else 'does not exist', os.getuid()))
             return
         parser = AL.FailedLogins(since, self.settings().get('log_timezone'))
         files = AL.log_files(path, since)
@@ -457,7 +445,7 @@ class Audit(object):
             for name in files:
                 parser.feed_file(name)
         except OSError as exc:
-            self.unknown('failed_logins', 'cannot read %s: %s' % (path, exc))
+            self.findings.unknown('failed_logins', 'cannot read %s: %s' % (path, exc))
             return
         rows = parser.by_address()
         self.facts['failed_logins'] = {'window_hours': hours, 'files': files, 'lines_read': parser.lines,
@@ -469,14 +457,14 @@ class Audit(object):
             spray = ' - %d different users tried, a sign of password guessing' % len(row['users']) \
                 if len(row['users']) >= 3 else ''
             users = ', '.join(row['users'][:10])
-            self.judge('failed_logins', row['failures'], '{value} failed logins from %s in the last %s h (users: %s)%s; '
-                       'block the address or find the misconfigured client' % (row['address'], hours, users, spray),
-                       obj='address=%s' % row['address'], users=row['users'])
+            self.findings.judge('failed_logins', row['failures'], '{value} failed logins from %s in the last %s h (users: %s)%s; '
+                                'block the address or find the misconfigured client' % (row['address'], hours, users, spray),
+                                obj='address=%s' % row['address'], users=row['users'])
         if not fired:
             top = rows[0] if rows else None
-            self.judge('failed_logins', top['failures'] if top else 0,
-                       ('at most {value} failed logins from one address (%s) in the last %s h' % (top['address'], hours))
-                       if top else 'no failed logins in the last %s h (%d log lines read)' % (hours, parser.lines))
+            self.findings.judge('failed_logins', top['failures'] if top else 0,
+                                ('at most {value} failed logins from one address (%s) in the last %s h' % (top['address'], hours))
+                                if top else 'no failed logins in the last %s h (%d log lines read)' % (hours, parser.lines))
 
     def check_auth_events(self, wanted):
         present = self.session.one("SELECT (%s) IS NOT NULL AS present" % AUTH_TABLE_OID % 'audit_log_entries')
@@ -489,8 +477,8 @@ class Audit(object):
             rows, error = self.try_query(AL.AUTH_SQL[key], args)
             if rows is None:
                 for name in wanted:
-                    self.unknown(name, 'cannot read auth.audit_log_entries as %s (%s)'
-                                 % (self.facts['login_role'], error))
+                    self.findings.unknown(name, 'cannot read auth.audit_log_entries as %s (%s)'
+                                          % (self.facts['login_role'], error))
                 return
             results[key] = rows
         counts = dict((r['action'], r['n']) for r in results['counts'])
@@ -503,23 +491,23 @@ class Audit(object):
         if 'auth_new_addresses' in wanted:
             self._auth_new_addresses(results, counts, args, hours)
         if 'auth_repeated_signups' in wanted:
-            self.judge('auth_repeated_signups', counts.get('user_repeated_signup', 0),
-                       '{value} sign-ups for already registered e-mails in the last %s h (user_repeated_signup; '
-                       'many of them probe which addresses have accounts)' % hours)
+            self.findings.judge('auth_repeated_signups', counts.get('user_repeated_signup', 0),
+                                '{value} sign-ups for already registered e-mails in the last %s h (user_repeated_signup; '
+                                'many of them probe which addresses have accounts)' % hours)
         hourly = results['hourly']
         if 'auth_signup_burst' in wanted:
             peak = max(hourly, key=lambda r: r['signups'], default=None)
-            self.judge('auth_signup_burst', peak['signups'] if peak else 0,
-                       ('at most {value} sign-ups in one hour (%s) in the last %s h' % (peak['hour'].isoformat(), hours))
-                       if peak else 'no sign-ups in the last %s h' % hours)
+            self.findings.judge('auth_signup_burst', peak['signups'] if peak else 0,
+                                ('at most {value} sign-ups in one hour (%s) in the last %s h' % (peak['hour'].isoformat(), hours))
+                                if peak else 'no sign-ups in the last %s h' % hours)
         if 'auth_token_revocations' in wanted:
             # Every refresh also revokes the token it replaces; revocations beyond that are sign-outs,
             # "sign out everywhere" and refresh-token reuse.
             extra = [(max(0, r['revoked'] - r['refreshed']), r['hour']) for r in hourly]
             value, hour = max(extra, key=lambda item: item[0], default=(0, None))
-            self.judge('auth_token_revocations', value,
-                       '{value} token revocations beyond refresh rotation in one hour%s in the last %s h'
-                       % (' (%s)' % hour.isoformat() if hour is not None and value else '', hours))
+            self.findings.judge('auth_token_revocations', value,
+                                '{value} token revocations beyond refresh rotation in one hour%s in the last %s h'
+                                % (' (%s)' % hour.isoformat() if hour is not None and value else '', hours))
 
     def _auth_new_addresses(self, results, counts, args, hours):
         logins = counts.get('login', 0) + counts.get('mfa_code_login', 0)
@@ -527,18 +515,18 @@ class Audit(object):
             recent, _error = self.try_query(AL.AUTH_SQL['recent_sign_ins'], args)
             signed_in = recent[0]['n'] if recent else 0
             if signed_in:
-                self.unknown('auth_new_addresses', 'auth.audit_log_entries holds no sign-in in the last %s h although '
-                             '%d user(s) signed in (auth.users.last_sign_in_at): the Auth server may not write its '
-                             'audit log to the database (GOTRUE_AUDIT_LOG_DISABLE_POSTGRES)' % (hours, signed_in))
+                self.findings.unknown('auth_new_addresses', 'auth.audit_log_entries holds no sign-in in the last %s h although '
+                                      '%d user(s) signed in (auth.users.last_sign_in_at): the Auth server may not write its '
+                                      'audit log to the database (GOTRUE_AUDIT_LOG_DISABLE_POSTGRES)' % (hours, signed_in))
                 return
         new = [r['address'] for r in results['new_addresses']]
         if not results['has_history'][0]['has_history']:
-            self.quiet('auth_new_addresses', 'no audit history in the %d days before the window to compare with; '
-                       '%d address(es) signed in' % (self.params['auth_lookback_days'], len(results['sign_ins'])),
-                       value=None)
+            self.findings.ok('auth_new_addresses', 'no audit history in the %d days before the window to compare with; '
+                             '%d address(es) signed in' % (self.params['auth_lookback_days'], len(results['sign_ins'])),
+                             value=None)
             return
-        self.judge('auth_new_addresses', len(new), '{value} address(es) signed in for the first time in %d days: %s'
-                   % (self.params['auth_lookback_days'], ', '.join(new[:20]) or 'none'), addresses=new)
+        self.findings.judge('auth_new_addresses', len(new), '{value} address(es) signed in for the first time in %d days: %s'
+                            % (self.params['auth_lookback_days'], ', '.join(new[:20]) or 'none'), addresses=new)
 
 
 def validate(params):
@@ -548,7 +536,3 @@ def validate(params):
         raise ConfigurationError('auth_lookback_days must be 0 or more, got %s' % params['auth_lookback_days'])
     if not params['exposed_schemas']:
         raise ConfigurationError('exposed_schemas must name at least one schema')
-
-
-def utcnow():
-    return datetime.datetime.now(datetime.timezone.utc)

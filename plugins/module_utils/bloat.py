@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import math
 
+try:
+    from psycopg2 import sql
+except ImportError:  # pragma: no cover - reported by postgres.require_psycopg2()
+    sql = None
+
 PAGE_HEADER = 24       # PageHeaderData
 BTREE_SPECIAL = 16     # BTPageOpaqueData
 INDEX_TUPLE_HEADER = 8  # IndexTupleData
@@ -52,15 +57,20 @@ def maxalign(value):
     return int(math.ceil(value / float(MAXALIGN)) * MAXALIGN)
 
 
-def fillfactor_of(reloptions, default=DEFAULT_BTREE_FILLFACTOR):
-    for option in reloptions or []:
-        key, _sep, value = option.partition('=')
-        if key == 'fillfactor':
-            try:
-                return int(value)
-            except ValueError:
-                return default
+def reloption(options, key, default):
+    """The value of storage parameter ``key`` in ``pg_class.reloptions`` (``['fillfactor=70', ...]``), as text."""
+    for option in options or []:
+        name, _sep, value = option.partition('=')
+        if name == key:
+            return value
     return default
+
+
+def fillfactor_of(reloptions, default=DEFAULT_BTREE_FILLFACTOR):
+    try:
+        return int(reloption(reloptions, 'fillfactor', default))
+    except ValueError:
+        return default
 
 
 def expected_btree_pages(tuples, columns, block_size, fillfactor):
@@ -110,19 +120,19 @@ def estimate_indexes(session, indexes):
 
 def pgstattuple_schema(session):
     """Schema of the pgstattuple extension in this database, or None when it is not installed."""
-    row = session.one("SELECT extnamespace::regnamespace::text AS schema FROM pg_extension "
-                      "WHERE extname = 'pgstattuple'")
+    row = session.one("SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                      "WHERE e.extname = 'pgstattuple'")
     return row['schema'] if row else None
 
 
 def measure_indexes(session, indexes, schema):
     """Fill the bloat of btree index dicts with pgstattuple's pgstatindex() (reads every page):
     the share of leaf space not used, relative to the fillfactor."""
+    query = sql.SQL('SELECT avg_leaf_density, leaf_pages FROM {}.pgstatindex(%s::regclass)').format(sql.Identifier(schema))
     for ix in indexes:
         if ix['method'] != 'btree':
             continue
-        row = session.one('SELECT avg_leaf_density, leaf_pages FROM %s.pgstatindex(%%s::regclass)' % schema,
-                          (ix['oid'],))
+        row = session.one(query, (ix['oid'],))
         density = row['avg_leaf_density']
         if density is None or math.isnan(float(density)):  # NaN for an empty index
             ix.update(bloat_bytes=0, bloat_percent=0.0, bloat_method='pgstattuple')

@@ -122,6 +122,52 @@ def evaluate(name, value, warning=None, critical=None, direction=ABOVE, unit=Non
                    **extra)
 
 
+def judge(thresholds, name, value, message, obj=None, **extra):
+    """``evaluate`` of check ``name`` against its entry in ``thresholds`` (merged by ``merge_thresholds``): its
+    warning and critical levels, direction and unit."""
+    spec = thresholds[name]
+    return evaluate(name, value, spec.get('warning'), spec.get('critical'), spec.get('direction', ABOVE),
+                    spec.get('unit'), obj, message, **extra)
+
+
+def unknown(thresholds, name, message, obj=None, **extra):
+    """The ``unknown`` finding of check ``name`` (it could not be measured), with its thresholds when it has any."""
+    spec = thresholds.get(name, {})
+    return finding(name, UNKNOWN, message, unit=spec.get('unit'), warning=spec.get('warning'),
+                   critical=spec.get('critical'), obj=obj, **extra)
+
+
+class Findings(list):
+    """The findings of one run, in order, with the run's thresholds and the object a finding is about unless it
+    names another (``db=<name>``): ``add`` one with a given status, ``ok`` for a check that found nothing,
+    ``judge`` a measured value, ``unknown`` for what could not be measured; ``status`` is the worst."""
+
+    def __init__(self, thresholds=None, obj=None):
+        super().__init__()
+        self.thresholds = thresholds or {}
+        self.obj = obj
+
+    def _keep(self, item):
+        self.append(item)
+        return item
+
+    def add(self, name, status, message, obj=None, value=None, unit=None, **extra):
+        return self._keep(finding(name, status, message, value=value, unit=unit, obj=obj or self.obj, **extra))
+
+    def ok(self, name, message, value=0, unit='count', obj=None, **extra):
+        return self.add(name, OK, message, obj=obj, value=value, unit=unit, **extra)
+
+    def judge(self, name, value, message, obj=None, **extra):
+        return self._keep(judge(self.thresholds, name, value, message, obj or self.obj, **extra))
+
+    def unknown(self, name, message, obj=None, **extra):
+        return self._keep(unknown(self.thresholds, name, message, obj or self.obj, **extra))
+
+    @property
+    def status(self):
+        return worst_status(self)
+
+
 def _fmt(value):
     if isinstance(value, float):
         if value.is_integer():
@@ -157,6 +203,21 @@ def merge_thresholds(defaults, overrides):
     for name, spec in merged.items():
         validate_thresholds(name, spec.get('warning'), spec.get('critical'), spec.get('direction', ABOVE))
     return merged
+
+
+def renamed_thresholds(overrides, renamed):
+    """``overrides`` with the old names of renamed checks (``renamed`` maps old to new) changed to the new ones,
+    and a notice per old name used, for the module to pass to ``deprecate``. Refuses both names at once."""
+    result, notices = dict(overrides or {}), []
+    for old, new in renamed.items():
+        if old not in result:
+            continue
+        if new in result:
+            raise ThresholdError('thresholds: give %s or its old name %s, not both' % (new, old))
+        result[new] = result.pop(old)
+        notices.append('thresholds.%s is now thresholds.%s (the finding was renamed); the old name will be '
+                       'refused in a future release' % (old, new))
+    return result, notices
 
 
 def _coerce_number(name, level, value):

@@ -10,7 +10,6 @@ that removes the partial directory, so nothing half-written can pass for a backu
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import signal
@@ -32,6 +31,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
     db_error_text,
     target_label,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS, matches
 
 try:
     import psycopg2
@@ -39,15 +39,6 @@ try:
 except ImportError:  # pragma: no cover - reported by postgres.require_psycopg2()
     psycopg2 = None
     sql = None
-
-# The schemas Supabase's own `supabase db dump` leaves out of a schema dump (the CLI's InternalSchemas):
-# they belong to the platform and are recreated by it. pg_dump pattern syntax ('*' is a wildcard).
-SUPABASE_EXCLUDED_SCHEMAS = [
-    'information_schema', 'pg_*', '_analytics', '_realtime', '_supavisor', 'auth', 'extensions', 'pgbouncer',
-    'realtime', 'storage', 'supabase_functions', 'supabase_migrations', 'cron', 'dbdev', 'graphql',
-    'graphql_public', 'net', 'pgmq', 'pgsodium', 'pgsodium_masks', 'pgtle', 'repack', 'tiger', 'tiger_data',
-    'timescaledb_*', '_timescaledb_*', 'topology', 'vault',
-]
 
 DUMP_FILE = {'custom': 'database.dump', 'directory': 'database.dir'}
 GLOBALS_FILE = 'globals.sql'
@@ -115,21 +106,21 @@ def resolve_schemas(all_schemas, include_patterns, exclude_patterns, preset_patt
     """
     included, excluded = [], []
     for pattern in include_patterns or []:
-        if not fnmatch.filter(all_schemas, pattern):
+        if not any(matches(schema, [pattern]) for schema in all_schemas):
             raise ConfigurationError('include_schemas: no schema matches %r (schemas: %s)'
                                      % (pattern, ', '.join(all_schemas)))
     for schema in all_schemas:
         reason = None
-        if include_patterns and not any(fnmatch.fnmatchcase(schema, p) for p in include_patterns):
+        if include_patterns and not any(matches(schema, [p]) for p in include_patterns):
             reason = 'not in include_schemas'
         else:
             for pattern in exclude_patterns or []:
-                if fnmatch.fnmatchcase(schema, pattern):
+                if matches(schema, [pattern]):
                     reason = 'exclude_schemas (%s)' % pattern
                     break
             else:
                 for pattern in preset_patterns or []:
-                    if fnmatch.fnmatchcase(schema, pattern):
+                    if matches(schema, [pattern]):
                         reason = 'preset supabase (%s)' % pattern
                         break
         if reason:
@@ -247,6 +238,9 @@ def run_backup(params, thresholds, encryptor, check_mode, result):
             seconds = time.monotonic() - started
         result.update(changed=True, manifest=manifest, bytes=manifest['bytes'], seconds=round(seconds, 3),
                       mb_per_s=round(size / 1048576.0 / max(seconds, 1e-6), 2))
+        # For the run report (its maintenance_report callback merges ``report`` sections; it adds age_hours).
+        result['report'] = {'backup': {'id': backup_id, 'path': result['path'], 'bytes': manifest['bytes'],
+                                       'finished_at': manifest['finished_at'], 'verified': None}}
         for name in plan_retention(same_target(S.scan(dest).backups, params), params, backup_id):
             S.delete_backup(dest, name)
             result['deleted'].append(name)
@@ -297,7 +291,7 @@ class DumpRun(object):
     # -- the run ---------------------------------------------------------------------------------
     def plan(self):
         schemas = [r['nspname'] for r in self.session.query(SCHEMAS_SQL)]
-        preset = SUPABASE_EXCLUDED_SCHEMAS if self.params['preset'] == 'supabase' else []
+        preset = SUPABASE_SCHEMAS if self.params['preset'] == 'supabase' else []
         return resolve_schemas(schemas, self.params['include_schemas'], self.params['exclude_schemas'], preset)
 
     def check_access(self, included):
@@ -610,8 +604,6 @@ def _exit_reason(returncode, stderr):
         hint = SIGNAL_HINTS.get(number, '')
         return 'killed by %s%s%s' % (name, ' (%s)' % hint if hint else '', ': %s' % text if text else '')
     return 'exit code %d: %s' % (returncode, text or 'no message')
-
-
 
 
 def size_check(thresholds, manifest, previous):

@@ -12,7 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
+
+
+def safe_name(text):
+    """``text`` as one file-name component: each run of characters other than letters, digits, ``_``, ``.`` and
+    ``-`` becomes one ``_``, and leading and trailing dots and underscores go (``db`` when nothing is left).
+
+    Backup directories are named with it (``<database>-<time>``) and recognised by it, so the rule never
+    changes: a backup named by an older rule would no longer be found."""
+    return re.sub(r'[^A-Za-z0-9_.-]+', '_', text).strip('._') or 'db'
 
 
 def fsync_path(path):

@@ -13,27 +13,20 @@ from __future__ import annotations
 import time
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import indexes as IX
+from ansible_collections.appcare.maintenance.plugins.module_utils import statements as ST
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConnectionFailure, QueryError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter, qualified
 
 try:
     import psycopg2
-    from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by postgres.require_psycopg2()
     psycopg2 = None
-    sql = None
 
 MB = 1024 * 1024
 GB = 1024 * MB
 XID_WRAP_LIMIT = 2 ** 31 - 1
-
-# Schemas managed by Supabase (and PostgreSQL itself): their objects are not the application's to fix.
-SUPABASE_MANAGED_SCHEMAS = [
-    'auth', 'storage', 'realtime', '_realtime', 'extensions', 'graphql', 'graphql_public', 'vault',
-    'pgsodium', 'pgsodium_masks', 'supabase_functions', 'supabase_migrations', 'cron', 'net', 'pgbouncer',
-    '_analytics', 'pgtle', 'topology', 'tiger', 'tiger_data',
-]
-SYSTEM_SCHEMAS = ['pg_catalog', 'information_schema', 'pg_toast']
 
 # name -> default thresholds, direction and unit. Checks absent here are judged by condition only.
 DEFAULT_THRESHOLDS = {
@@ -135,7 +128,7 @@ SELECT s.schemaname, s.sequencename, s.last_value, s.min_value, s.max_value, s.i
          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
            AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
          LIMIT 1) col ON true
- WHERE s.schemaname <> ALL(%s)
+ WHERE s.schemaname !~ ALL(%s)
 """
 
 REPLICATION_PRIMARY_SQL = """
@@ -166,36 +159,6 @@ SELECT archived_count, failed_count, last_archived_wal, last_archived_time::text
   FROM pg_stat_archiver
 """
 
-INVALID_INDEXES_SQL = """
-SELECT format('%%I.%%I', n.nspname, c.relname) AS index, format('%%I.%%I', n.nspname, t.relname) AS "table"
-  FROM pg_index i
-  JOIN pg_class c ON c.oid = i.indexrelid
-  JOIN pg_class t ON t.oid = i.indrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE NOT i.indisvalid
-   AND n.nspname <> ALL(%s)
-   AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
- ORDER BY 1
-"""
-
-PGSS_SCHEMA_SQL = """
-SELECT n.nspname,
-       EXISTS (SELECT 1 FROM pg_class v JOIN pg_attribute a ON a.attrelid = v.oid
-                WHERE v.relname = 'pg_stat_statements' AND v.relnamespace = n.oid
-                  AND a.attname = 'mean_exec_time') AS has_exec_time
-  FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'pg_stat_statements'
-"""
-
-PGSS_SLOW_SQL = """
-SELECT queryid::text AS queryid, left(query, 200) AS query, calls,
-       {mean}::float8 AS mean_ms, {total}::float8 AS total_ms
-  FROM {schema}.pg_stat_statements
- WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND calls > 0
- ORDER BY {mean} DESC
- LIMIT 5
-"""
-
 
 def _one_line(text):
     return ' '.join((text or '').split())
@@ -211,7 +174,7 @@ class HealthCheck(object):
     def __init__(self, session, thresholds, exclude_schemas, size_quota=None):
         self.session = session
         self.thresholds = thresholds
-        self.exclude_schemas = list(SYSTEM_SCHEMAS) + [s for s in exclude_schemas if s not in SYSTEM_SCHEMAS]
+        self.exclude = SchemaFilter(exclude_schemas)
         self.size_quota = size_quota
         self.server = None
         self._activity = None
@@ -219,14 +182,10 @@ class HealthCheck(object):
 
     # -- helpers ---------------------------------------------------------------------------------
     def _judge(self, name, value, message, obj=None, **extra):
-        spec = self.thresholds[name]
-        return C.evaluate(name, value, spec.get('warning'), spec.get('critical'), spec.get('direction', C.ABOVE),
-                          unit=spec.get('unit'), obj=obj, message=message, **extra)
+        return C.judge(self.thresholds, name, value, message, obj, **extra)
 
     def _unknown(self, name, message, obj=None):
-        spec = self.thresholds.get(name, {})
-        return C.finding(name, C.UNKNOWN, message, unit=spec.get('unit'), warning=spec.get('warning'),
-                         critical=spec.get('critical'), obj=obj)
+        return C.unknown(self.thresholds, name, message, obj)
 
     def _obj(self):
         return 'db=%s' % self.server['database']
@@ -392,11 +351,11 @@ class HealthCheck(object):
                            'way to wraparound' % (top['xid_age'], top['name']), obj='db=%s' % top['name'])
 
     def check_sequence_exhaustion(self):
-        rows = self.session.query(SEQUENCES_SQL, (self.exclude_schemas,))
+        rows = self.session.query(SEQUENCES_SQL, (self.exclude.regexes,))
         measured, unreadable = [], []
         for row in rows:
             if not row['readable']:
-                unreadable.append('%s.%s' % (row['schemaname'], row['sequencename']))
+                unreadable.append(qualified(row['schemaname'], row['sequencename']))
                 continue
             if row['cycle'] or row['last_value'] is None:
                 continue  # cycling sequences never run out; unused ones have used nothing
@@ -484,13 +443,14 @@ class HealthCheck(object):
                          value=row['failed_count'], unit='count', obj='server', archiver=row)
 
     def check_invalid_indexes(self):
-        rows = self.session.query(INVALID_INDEXES_SQL, (self.exclude_schemas,))
+        rows = IX.invalid_indexes(self.session, self.exclude.regexes)
         if not rows:
             return self._judge('invalid_indexes', 0, 'no invalid indexes', obj=self._obj())
         return self._judge('invalid_indexes', len(rows),
                            '{value} invalid index(es), still maintained on every write but never used: %s; rebuild '
                            'with REINDEX INDEX CONCURRENTLY or drop them' % ', '.join(r['index'] for r in rows[:10]),
-                           obj='index=%s' % rows[0]['index'], indexes=rows)
+                           obj='index=%s' % rows[0]['index'],
+                           indexes=[dict((k, r[k]) for k in ('index', 'table', 'cause')) for r in rows])
 
     def check_checksum_failures(self):
         if not self.server['data_checksums']:
@@ -508,31 +468,21 @@ class HealthCheck(object):
                            obj='server')
 
     def check_slow_queries(self):
-        row = self.session.one(PGSS_SCHEMA_SQL)
-        if row is None:
+        ext = ST.locate(self.session)
+        if ext is None:
             return self._unknown('slow_queries', 'pg_stat_statements is not installed in database %s: add it to '
                                  'shared_preload_libraries and run CREATE EXTENSION pg_stat_statements'
                                  % self.server['database'], self._obj())
-        # The columns follow the extension's version (1.8 renamed them), not the server's.
-        new = row['has_exec_time']
-        query = sql.SQL(PGSS_SLOW_SQL).format(
-            schema=sql.Identifier(row['nspname']),
-            mean=sql.Identifier('mean_exec_time' if new else 'mean_time'),
-            total=sql.Identifier('total_exec_time' if new else 'total_time'))
-        rows = self.session.query(query)
+        rows = ST.top(self.session, ext, 'mean', 5)
         if not rows:
             return self._judge('slow_queries', 0.0, 'no statements recorded yet', obj=self._obj())
         spec = self.thresholds['slow_queries']
         limit = spec['warning'] if spec['warning'] is not None else spec['critical']
         slow = [r for r in rows if limit is not None and r['mean_ms'] > limit]
         top = rows[0]
-        for r in rows:
-            r['query'] = _one_line(r['query'])
-            r['mean_ms'] = round(r['mean_ms'], 2)
-            r['total_ms'] = round(r['total_ms'], 2)
         return self._judge('slow_queries', top['mean_ms'],
                            'slowest statement averages {value} ms over %d call(s); %d of the top %d over the warning '
-                           'threshold: %s' % (top['calls'], len(slow), len(rows), top['query']),
+                           'threshold: %s' % (top['calls'], len(slow), len(rows), top['query'][:200]),
                            obj='queryid=%s' % top['queryid'], statements=rows)
 
 
@@ -551,6 +501,6 @@ def _sequence_usage(row):
         used = (row['last_value'] - minimum) / span
     else:
         used = (maximum - row['last_value']) / span
-    name = '%s.%s' % (row['schemaname'], row['sequencename'])
+    name = qualified(row['schemaname'], row['sequencename'])
     return {'sequence': name, 'percent': round(100.0 * used, 2), 'last_value': row['last_value'],
             'max_value': maximum if row['increment_by'] > 0 else minimum, 'limit': limit}

@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import re
-import tempfile
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 
@@ -22,13 +21,15 @@ DEFAULT_THRESHOLDS = {'capacity': {'warning': 90, 'critical': 30, 'direction': C
 SECONDS_PER_DAY = 86400.0
 
 
-def safe_name(target):
-    """A file name for a target: letters, digits, dot, dash and underscore."""
-    return re.sub(r'[^A-Za-z0-9._-]', '_', target) or 'target'
+def file_stem(text):
+    """The file-name stem of a target (or metric) in the history directory: every character other than letters,
+    digits, dot, dash and underscore becomes one ``_`` - character for character, unlike ``files.safe_name``
+    (which folds runs and strips the ends). History files already written are named by this rule, so it stays."""
+    return re.sub(r'[^A-Za-z0-9._-]', '_', text) or 'target'
 
 
 def history_path(directory, target):
-    return os.path.join(directory, safe_name(target) + '.jsonl')
+    return os.path.join(directory, file_stem(target) + '.jsonl')
 
 
 def parse_time(text):
@@ -191,19 +192,3 @@ def svg_chart(entries, metric, result, title, width=640, height=300):
         parts.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#2c7be5" stroke-dasharray="2 3"/>'
                      % (x(last_t), y(last_v), x(end), y(last_v + result['growth_per_day'] * days)))
     return ''.join(parts) + '</svg>'
-
-
-def write_atomic(path, text, mode=0o644):
-    """Write ``text`` to ``path`` through a temporary file renamed into place (readers never see half a file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as out:
-            out.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

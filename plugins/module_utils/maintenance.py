@@ -17,8 +17,13 @@ import zlib
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import Session, db_error_text, target_label
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    DB_ERRORS,
+    Session,
+    db_error_text,
+    target_label,
+)
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter
 
 try:
     import psycopg2
@@ -27,10 +32,10 @@ except ImportError:  # pragma: no cover - reported by require_psycopg2()
     psycopg2 = None
     sql = None
 
-DB_ERRORS = (psycopg2.Error,) if psycopg2 is not None else ()
 LOCK_CLASS = 0x6170636d & 0x7fffffff  # 'apcm'
 LOCK_NOT_AVAILABLE = '55P03'
-QUERY_CANCELED = '57014'
+# The option that sets the work session's statement_timeout: the name a cancelled maintenance statement gives.
+OPERATION_TIMEOUT = 'operation_timeout'
 
 # Results of one action.
 PLANNED = 'planned'
@@ -71,15 +76,6 @@ def validate_maintenance_params(params):
         raise ConfigurationError('max_duration must be 0 (no limit) or more seconds, got %s' % params['max_duration'])
 
 
-def qualified(schema, name):
-    """``schema.name`` quoted like PostgreSQL does (only where needed), for messages and results."""
-    def quote(part):
-        if part and part == part.lower() and part.replace('_', 'a').isalnum() and not part[0].isdigit():
-            return part
-        return '"%s"' % part.replace('"', '""')
-    return '%s.%s' % (quote(schema), quote(name))
-
-
 def split_name(text):
     """'schema.name' or 'name' (double quotes allowed) -> (schema or None, name)."""
     parts, current, quoted, i = [], '', False, 0
@@ -113,10 +109,8 @@ def resolve(session, names, relkinds, what):
         schema, name = split_name(text)
         rows = session.query(
             "SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE c.relname = %s AND c.relkind = ANY(%s) AND (n.nspname = %s OR (%s IS NULL AND n.nspname "
-            "NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%%' "
-            "AND n.nspname NOT LIKE 'pg_toast_temp%%'))",
-            (name, list(relkinds), schema, schema))
+            "WHERE c.relname = %s AND c.relkind = ANY(%s) AND (n.nspname = %s OR (%s IS NULL AND n.nspname !~ ALL(%s)))",
+            (name, list(relkinds), schema, schema, SchemaFilter([]).regexes))
         if not rows and schema is None:
             rows = session.query("SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                                  "WHERE c.relname = %s AND c.relkind = ANY(%s) AND n.nspname = 'pg_catalog'",
@@ -264,12 +258,6 @@ def is_lock_timeout(exc):
     return getattr(exc, 'pgcode', None) == LOCK_NOT_AVAILABLE
 
 
-def error_text(exc):
-    if getattr(exc, 'pgcode', None) == QUERY_CANCELED:
-        return 'cancelled after operation_timeout: %s' % db_error_text(exc)
-    return db_error_text(exc)
-
-
 def run_findings(actions, failed_name, postponed_name, what, key):
     """The ``<module>_failures`` (critical) and ``<module>_postponed`` (warning) findings of a run;
     ``key`` names the action field that identifies its object (``index``, ``table``)."""
@@ -320,7 +308,7 @@ class Worker(object):
         self.session = session
         self.params = params
         self.version = server_version_num
-        self.exclude = [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        self.exclude = SchemaFilter(params['exclude_schemas'])
         self.notes = []
         self.work = None
         self.work_pid = None
@@ -337,8 +325,28 @@ class Worker(object):
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             if self.work.conn.closed or getattr(exc, 'pgcode', None) is None:
                 raise AppcareError('lost the connection to %s while running "%s": %s'
-                                   % (target_label(self.params), statement, error_text(exc))) from exc
+                                   % (target_label(self.params), statement, db_error_text(exc, OPERATION_TIMEOUT))) from exc
             raise
+
+    def run_or_wait(self, statement):
+        """``run_statement``; a lock timeout becomes ``LockWait`` (the attempt is retried), other errors propagate."""
+        try:
+            self.run_statement(statement)
+        except psycopg2.Error as exc:
+            if is_lock_timeout(exc):
+                raise LockWait('lock timeout: %s' % db_error_text(exc, OPERATION_TIMEOUT)) from exc
+            raise
+
+    def retry(self, action, budget, attempt):
+        """``run_with_retries(attempt)`` for ``action``: ``(done, what it waited for)`` with ``action['attempts']`` set,
+        or None when a database error failed the action (then its message is PostgreSQL's)."""
+        try:
+            done, attempts, waited = run_with_retries(self.params, budget, attempt)
+        except psycopg2.Error as exc:
+            action.update(result=FAILED, message=db_error_text(exc, OPERATION_TIMEOUT))
+            return None
+        action['attempts'] = attempts
+        return done, waited
 
     def execute(self, actions, budget):
         """Run the planned actions in order; every action ends done, failed or postponed."""
@@ -364,6 +372,15 @@ class Worker(object):
             self.work.close()
 
 
+REPORT_ACTION_KEYS = ('index', 'table', 'operation', 'result', 'message', 'seconds')
+
+
+def report_sections(actions):
+    """A maintenance module's ``report`` result (what the maintenance_report callback shows): its actions with
+    the keys the run report keeps, None where an operation has none (a VACUUM has no index)."""
+    return {'actions': [dict((key, action.get(key)) for key in REPORT_ACTION_KEYS) for action in actions]}
+
+
 def run_module(module, worker_class, result):
     """The whole run of a maintenance module: run lock, plan, execution (not in check mode), findings; ends
     the module with exit_json or fail_json. ``result`` holds the module's initial result keys."""
@@ -374,6 +391,7 @@ def run_module(module, worker_class, result):
         for action in result['actions']:
             action.pop('_row', None)
         result['changed'] = any(a['result'] == DONE for a in result['actions'])
+        result['report'] = report_sections(result['actions'])
 
     try:
         with Session(params, 'appcare.maintenance.%s' % kind, read_only=True) as session:
@@ -398,7 +416,8 @@ def run_module(module, worker_class, result):
                 lock.release()
     except (AppcareError,) + DB_ERRORS as exc:
         tidy()
-        module.fail_json(msg='%s: %s' % (kind, exc if isinstance(exc, AppcareError) else error_text(exc)), **result)
+        module.fail_json(msg='%s: %s' % (kind, exc if isinstance(exc, AppcareError) else db_error_text(exc, 'statement_timeout')),
+                         **result)
     for note in result.get('notes', []):
         module.warn(note)
     for action in result['actions']:

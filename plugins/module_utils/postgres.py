@@ -191,10 +191,20 @@ class Session(object):
 
 # What a module's main() turns into fail_json (errors.failure_message): anything else is a bug and shows its
 # traceback.
-HANDLED_ERRORS = (AppcareError, OSError) + ((psycopg2.Error,) if HAS_PSYCOPG2 else ())
+DB_ERRORS = (psycopg2.Error,) if HAS_PSYCOPG2 else ()
+HANDLED_ERRORS = (AppcareError, OSError) + DB_ERRORS
 
 
-def db_error_text(exc):
-    """PostgreSQL's own message of a psycopg2 error, on one line."""
-    text = getattr(exc, 'pgerror', None) or str(exc)
-    return ' '.join(text.split())
+QUERY_CANCELED = '57014'
+
+
+def db_error_text(exc, timeout_option=None):
+    """PostgreSQL's own message of a psycopg2 error, on one line (the collection's one way to word it).
+
+    ``timeout_option`` names the option that set the session's ``statement_timeout`` (``statement_timeout``
+    for catalogue reads, ``operation_timeout`` for maintenance statements): a cancelled statement then says
+    which limit cut it off."""
+    text = ' '.join((getattr(exc, 'pgerror', None) or str(exc)).split())
+    if timeout_option and getattr(exc, 'pgcode', None) == QUERY_CANCELED:
+        return 'cancelled after %s: %s' % (timeout_option, text)
+    return text

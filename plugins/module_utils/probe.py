@@ -22,6 +22,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import tlsinfo as T
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
 REDIRECTS = (301, 302, 303, 307, 308)
@@ -29,8 +30,10 @@ MAX_BODY = 1024 * 1024  # bytes read for content checks; the rest is counted, no
 DEFAULT_THRESHOLDS = {
     'latency': {'warning': 500, 'critical': 3000, 'direction': C.ABOVE, 'unit': 'ms'},
     'error_rate': {'warning': None, 'critical': 5, 'direction': C.ABOVE, 'unit': 'percent'},
-    'certificate': {'warning': 30, 'critical': 7, 'direction': C.BELOW, 'unit': 'days'},
+    T.EXPIRY: dict(T.DEFAULT_THRESHOLDS[T.EXPIRY]),
 }
+# Threshold names of earlier releases (the finding was called certificate here): accepted with a deprecation.
+RENAMED_THRESHOLDS = {'certificate': T.EXPIRY}
 
 
 class ProbeError(Exception):
@@ -41,35 +44,13 @@ class ProbeError(Exception):
         self.phase = phase
 
 
-def ssl_context(validate_certs, ca_path):
-    if not validate_certs:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    return ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
-
-
-def days_left(not_after, now=None):
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    return round((not_after - now).total_seconds() / 86400.0, 2)
-
-
 def _cert_expiry(sslsock):
     """notAfter of the peer certificate (validated or not) as an aware datetime, or None."""
     cert = sslsock.getpeercert()
     if cert and cert.get('notAfter'):
         return datetime.datetime.fromtimestamp(ssl.cert_time_to_seconds(cert['notAfter']), datetime.timezone.utc)
     der = sslsock.getpeercert(binary_form=True)
-    if not der:
-        return None
-    try:
-        from cryptography import x509  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        return None
-    parsed = x509.load_der_x509_certificate(der)
-    value = getattr(parsed, 'not_valid_after_utc', None)
-    return value if value is not None else parsed.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return T.not_after(der) if der else None
 
 
 def request_once(method, url, headers, body, timeout, context):
@@ -252,7 +233,7 @@ def run_endpoint(endpoint, context, retries):
         result['redirects'] = last['redirects']
         result['bytes'] = last['bytes']
         if last['cert_expiry'] is not None:
-            result['certificate_days_left'] = days_left(last['cert_expiry'])
+            result['certificate_days_left'] = T.days_left(last['cert_expiry'])
             result['certificate_not_after'] = last['cert_expiry'].isoformat()
     result['content_problems'] = content_problems(endpoint, good_body) if good_body is not None and (
         endpoint.get('body_regex') or endpoint.get('json')) else []
@@ -298,10 +279,8 @@ def findings_for(result, endpoint, thresholds):
                                 'percent', obj, '{value}%% of %d probes of %s failed' % (result['samples'],
                                                                                          result['name'])))
     if result['certificate_days_left'] is not None:
-        cert = thresholds['certificate']
-        found.append(C.evaluate('certificate', result['certificate_days_left'], cert['warning'], cert['critical'],
-                                C.BELOW, 'days', obj, 'the certificate of %s expires in {value} days (%s)'
-                                % (result['name'], result['certificate_not_after'])))
+        found.append(T.expiry_finding(thresholds, result['certificate_days_left'], result['certificate_not_after'],
+                                      'the certificate of %s' % result['name'], obj))
     return found
 
 

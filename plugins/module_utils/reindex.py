@@ -12,13 +12,14 @@ waits for the same lockers as the rebuild, so a copy whose drop times out is ret
 
 from __future__ import annotations
 
-import re
 import time
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import indexes as IX
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils import schemas as S
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
 
 try:
     import psycopg2
@@ -27,7 +28,6 @@ except ImportError:  # pragma: no cover - reported by require_psycopg2()
     psycopg2 = None
     sql = None
 
-LEFTOVER_RE = re.compile(r'_cc(new|old)[0-9]*$')
 BLOAT_METHODS = ('estimate', 'pgstattuple')
 ORDER = {'leftover': 0, 'invalid': 1, 'requested': 2, 'bloat': 3}
 BACKOFF_CEILING = 60.0  # seconds: the longest pause between two tries to drop a failed rebuild's copy
@@ -48,9 +48,7 @@ JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
 JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_am am ON am.oid = ic.relam
-WHERE i.indexrelid = ANY(%(explicit)s)
-   OR (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_temp%%'
-       AND n.nspname NOT LIKE 'pg\\_toast\\_temp%%')
+WHERE i.indexrelid = ANY(%(explicit)s) OR n.nspname !~ ALL(%(system)s)
 """
 
 LEAF_PARTITIONS_SQL = "SELECT relid::oid AS oid FROM pg_partition_tree(%s::oid::regclass) WHERE isleaf"
@@ -65,12 +63,12 @@ def _shape(definition):
 def is_leftover(ix, siblings):
     """A ``_ccnew``/``_ccold`` index REINDEX CONCURRENTLY left behind: invalid, or a valid exact
     duplicate of another valid index of the table (a failure between the swap and the drop)."""
-    if ix['relkind'] != 'i' or not LEFTOVER_RE.search(ix['name']):
+    if ix['relkind'] != 'i' or not IX.is_copy_name(ix['name']):
         return False
     if not ix['valid']:
         return True
     shape = _shape(ix['definition'])
-    return any(other['oid'] != ix['oid'] and other['valid'] and not LEFTOVER_RE.search(other['name'])
+    return any(other['oid'] != ix['oid'] and other['valid'] and not IX.is_copy_name(other['name'])
                and _shape(other['definition']) == shape for other in siblings)
 
 
@@ -105,7 +103,7 @@ class Reindexer(M.Worker):
     # -- planning ---------------------------------------------------------------------------------
     def catalogue(self, explicit):
         query = INDEXES_SQL.replace('{privilege}', M.maintain_privilege_sql(self.version, 'i.indrelid'))
-        return self.session.query(query, {'explicit': list(explicit)})
+        return self.session.query(query, {'explicit': list(explicit), 'system': S.SchemaFilter([]).regexes})
 
     def plan(self):
         """Return ``(actions, skipped)``: actions in execution order, each with its SQL."""
@@ -146,8 +144,8 @@ class Reindexer(M.Worker):
 
         bloat_rows = [row for row in by_oid.values()
                       if row['valid'] and row['relkind'] == 'i' and row['method'] == 'btree'
-                      and row['size'] >= self.min_size and row['schema'] not in SYSTEM_SCHEMAS
-                      and row['schema'] not in self.exclude and not is_leftover(row, by_table.get(row['table_oid'], []))]
+                      and row['size'] >= self.min_size and not self.exclude.excludes(row['schema'])
+                      and not is_leftover(row, by_table.get(row['table_oid'], []))]
         self._measure_bloat(bloat_rows + [row for row, reason in candidates if reason == 'requested'
                                           and row not in bloat_rows and row['method'] == 'btree'])
         chosen = set(row['oid'] for row, _reason in candidates)
@@ -181,13 +179,13 @@ class Reindexer(M.Worker):
                     return
                 except psycopg2.Error as exc:
                     self.notes.append('bloat_method=pgstattuple failed (%s); bloat was estimated from statistics '
-                                      'instead' % M.error_text(exc))
+                                      'instead' % db_error_text(exc, 'statement_timeout'))
         BL.estimate_indexes(self.session, rows)
 
     def _why_skip(self, row, reason, explicit):
-        if row['schema'] in SYSTEM_SCHEMAS:
+        if S.is_system(row['schema']):
             return 'system catalog index'
-        if row['schema'] in self.exclude and not explicit:
+        if self.exclude.excludes(row['schema']) and not explicit:
             return 'schema %s is excluded (exclude_schemas)' % row['schema']
         if row['relkind'] == 'I':
             return ('partitioned index: REINDEX cannot make it valid; attach a valid index of every partition '
@@ -197,25 +195,25 @@ class Reindexer(M.Worker):
             return 'exclusion-constraint index: REINDEX CONCURRENTLY does not support it (a plain REINDEX would ' \
                    'block writes)'
         if row['building']:
-            return 'an index is being built on table %s right now' % M.qualified(row['schema'], row['table_name'])
+            return 'an index is being built on table %s right now' % S.qualified(row['schema'], row['table_name'])
         if reason == 'leftover' and not row['can_drop']:
             return ('login role %s may not drop it: only the owner of table %s (or a superuser) can drop an index'
-                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name'])))
+                    % (self.params['login_user'], S.qualified(row['schema'], row['table_name'])))
         if not row['can_maintain']:
             return ('login role %s may not rebuild it (it needs to own table %s%s)'
-                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name']),
+                    % (self.params['login_user'], S.qualified(row['schema'], row['table_name']),
                        ', or have MAINTAIN on it' if self.version >= 170000 else ''))
         if reason == 'invalid' and not row['can_drop']:
             # MAINTAIN allows REINDEX but not DROP INDEX: a failed rebuild of an invalid index (a unique index
             # over duplicate rows fails again) would leave an invalid _ccnew copy this role cannot remove.
             return ('login role %s may rebuild but not drop indexes of table %s: rebuilding an invalid index can fail '
                     'again and leave a copy only the owner can drop; rebuild it logged in as the owner'
-                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name'])))
+                    % (self.params['login_user'], S.qualified(row['schema'], row['table_name'])))
         return None
 
     def _skip(self, row, reason, why):
-        return {'index': M.qualified(row['schema'], row['name']),
-                'table': M.qualified(row['schema'], row['table_name']), 'reason': reason, 'skip_reason': why}
+        return {'index': S.qualified(row['schema'], row['name']),
+                'table': S.qualified(row['schema'], row['table_name']), 'reason': reason, 'skip_reason': why}
 
     def _action(self, row, reason, requested_as):
         name = M.identifier(row['schema'], row['name'])
@@ -234,8 +232,8 @@ class Reindexer(M.Worker):
                     row['bloat_percent'], 'estimated' if row['bloat_method'] == 'estimate' else 'measured',
                     C.human_bytes(row['bloat_bytes']), C.human_bytes(row['size']))
         return {
-            'index': M.qualified(row['schema'], row['name']),
-            'table': M.qualified(row['schema'], row['table_name']),
+            'index': S.qualified(row['schema'], row['name']),
+            'table': S.qualified(row['schema'], row['table_name']),
             'reason': reason, 'detail': detail,
             'operation': 'drop' if reason == 'leftover' else 'reindex',
             'sql': M.render(self.session, statement),
@@ -262,25 +260,18 @@ class Reindexer(M.Worker):
 
         def attempt(_attempt):
             self._check_blockers(row)
-            try:
-                self.run_statement(action['sql'])
-            except psycopg2.Error as exc:
-                if M.is_lock_timeout(exc):
-                    raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
-                raise
+            self.run_or_wait(action['sql'])
             return True
 
-        try:
-            done, attempts, waited = M.run_with_retries(self.params, budget, attempt)
-        except psycopg2.Error as exc:
-            action.update(result=M.FAILED, message=M.error_text(exc))
+        outcome = self.retry(action, budget, attempt)
+        if outcome is None:
             return
-        action['attempts'] = attempts
+        done, waited = outcome
         if done:
             action.update(result=M.DONE, size_after=0, message='dropped the %s' % EARLIER)
         else:
             action.update(result=M.POSTPONED, message='not dropped after %d attempt(s): %s; the next run tries again'
-                          % (attempts, waited))
+                          % (action['attempts'], waited))
 
     def _leftovers(self, row):
         """The _ccnew/_ccold leftovers (see :func:`is_leftover`) on the table of ``row``, as {oid: (schema, name)}."""
@@ -319,7 +310,7 @@ class Reindexer(M.Worker):
             tries += 1
             blocked = {}
             for _oid, (schema, name) in sorted(self._new_leftovers(row, before).items()):
-                label = M.qualified(schema, name)
+                label = S.qualified(schema, name)
                 if label in refused:
                     continue
                 try:
@@ -327,9 +318,9 @@ class Reindexer(M.Worker):
                     dropped.append(label)
                 except psycopg2.Error as exc:
                     if M.is_lock_timeout(exc):
-                        blocked[label] = M.error_text(exc)
+                        blocked[label] = db_error_text(exc, M.OPERATION_TIMEOUT)
                     else:
-                        refused[label] = M.error_text(exc)
+                        refused[label] = db_error_text(exc, M.OPERATION_TIMEOUT)
             if not blocked:
                 return dropped, refused
             if budget is None:
@@ -357,8 +348,8 @@ class Reindexer(M.Worker):
         """What becomes of a copy left on the table of ``row``: who drops it."""
         if not row['can_drop']:
             return ('login role %s may not drop it: the owner of table %s (or a superuser) must'
-                    % (self.params['login_user'], M.qualified(row['schema'], row['table_name'])))
-        if row['schema'] in self.exclude:
+                    % (self.params['login_user'], S.qualified(row['schema'], row['table_name'])))
+        if self.exclude.excludes(row['schema']):
             return ('schema %s is excluded (exclude_schemas): the next run that lists it in indexes drops it'
                     % row['schema'])
         return 'the next run drops it'
@@ -405,7 +396,7 @@ class Reindexer(M.Worker):
             if left:
                 raise CopyLeft(failure)  # another attempt would leave one more copy behind
             if M.is_lock_timeout(failure):
-                raise M.LockWait('lock timeout: %s' % M.error_text(failure)) from failure
+                raise M.LockWait('lock timeout: %s' % db_error_text(failure, M.OPERATION_TIMEOUT)) from failure
             raise failure
 
         error = None
@@ -414,14 +405,14 @@ class Reindexer(M.Worker):
         except CopyLeft as stop:
             done, attempts, waited = None, cleanup['attempts'], None
             if M.is_lock_timeout(stop.failure):
-                waited = 'lock timeout: %s' % M.error_text(stop.failure)
+                waited = 'lock timeout: %s' % db_error_text(stop.failure, M.OPERATION_TIMEOUT)
             else:
-                error = M.error_text(stop.failure)
+                error = db_error_text(stop.failure, M.OPERATION_TIMEOUT)
         except psycopg2.Error as exc:
-            done, attempts, error = None, None, M.error_text(exc)
+            done, attempts, error = None, None, db_error_text(exc, M.OPERATION_TIMEOUT)
         state = self._index_state(row)
         # What is on the table now, whatever the attempts reported.
-        left = sorted(M.qualified(schema, name) for schema, name in self._new_leftovers(row, before).values())
+        left = sorted(S.qualified(schema, name) for schema, name in self._new_leftovers(row, before).values())
         action['attempts'] = attempts or action['attempts']
         action['leftovers_dropped'] = cleanup['dropped']
         action['leftovers_left'] = left
@@ -459,13 +450,9 @@ def final_checks(session, actions, exclude, fates=None):
     ``fates`` names the copies of this run's failed rebuilds it could not drop ({name: (index, who drops it)});
     the ``invalid_indexes`` message says so for each, and names the leftovers of earlier runs it dropped."""
     findings = M.run_findings(actions, 'reindex_failures', 'reindex_postponed', 'index action(s)', 'index')
-    rows = session.query(
-        "SELECT n.nspname AS schema, c.relname AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid AND c.relkind = 'i' "
-        "AND n.nspname <> ALL(%s) AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p "
-        "WHERE p.relid = i.indrelid) ORDER BY 1, 2", (list(SYSTEM_SCHEMAS) + list(exclude),))
+    rows = IX.invalid_indexes(session, exclude.regexes)
     fates = fates or {}
-    names = [M.qualified(r['schema'], r['name']) for r in rows]
+    names = [r['index'] for r in rows]
     listed = ['%s (copy left by the failed rebuild of %s; %s)' % ((name,) + fates[name]) if name in fates else name
               for name in names]
     message = ('{value} invalid index(es) left: %s' % ', '.join(listed)) if names else 'no invalid indexes'

@@ -14,7 +14,10 @@ import math
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils import indexes as IX
+from ansible_collections.appcare.maintenance.plugins.module_utils import statements as ST
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter, qualified
 
 try:
     import psycopg2
@@ -52,7 +55,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 LEFT JOIN pg_statio_all_tables io ON io.relid = c.oid
-WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname <> ALL(%(exclude)s) AND n.nspname NOT LIKE 'pg\\_%%'
+WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname !~ ALL(%(exclude)s)
 """
 
 INDEXES_SQL = """
@@ -70,7 +73,7 @@ JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = ic.relnamespace
 JOIN pg_am am ON am.oid = ic.relam
 LEFT JOIN pg_stat_all_indexes s ON s.indexrelid = i.indexrelid
-WHERE ic.relkind = 'i' AND n.nspname <> ALL(%(exclude)s) AND n.nspname NOT LIKE 'pg\\_%%'
+WHERE ic.relkind = 'i' AND n.nspname !~ ALL(%(exclude)s)
 """
 
 COLUMN_WIDTHS_SQL = """
@@ -99,7 +102,7 @@ FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class f ON f.oid = k.confrelid
-WHERE k.contype = 'f' AND n.nspname <> ALL(%(exclude)s) AND n.nspname NOT LIKE 'pg\\_%%'
+WHERE k.contype = 'f' AND n.nspname !~ ALL(%(exclude)s)
 ORDER BY 2, 3, 1
 """
 
@@ -116,18 +119,6 @@ FROM pg_roles r WHERE r.rolconnlimit >= 0 AND r.rolcanlogin
 """
 
 
-def qualified(schema, name):
-    return '%s.%s' % (schema, name)
-
-
-def _reloption(options, key, default):
-    for option in options or []:
-        name, _sep, value = option.partition('=')
-        if name == key:
-            return value
-    return default
-
-
 class Inspection(object):
     """Runs the selected sections over one session."""
 
@@ -135,36 +126,28 @@ class Inspection(object):
         self.session = session
         self.params = params
         self.thresholds = thresholds
-        self.exclude = list(SYSTEM_SCHEMAS) + [s for s in params['exclude_schemas'] if s not in SYSTEM_SCHEMAS]
+        self.exclude = SchemaFilter(params['exclude_schemas'])
         self.top = params['top_n']
         self.min_table_bytes = params['_min_table_bytes']
-        self.findings = []
+        self.obj = 'db=%s' % params['login_db']
+        self.findings = C.Findings(thresholds, self.obj)
         self.data = {}
         self.metrics = {}
         self._tables = None
         self._indexes = None
         self._settings = None
-        self.obj = 'db=%s' % params['login_db']
 
     # -- helpers ----------------------------------------------------------------------------------
-    def judge(self, name, value, message, obj=None, **extra):
-        spec = self.thresholds[name]
-        self.findings.append(C.evaluate(name, value, spec.get('warning'), spec.get('critical'), spec['direction'],
-                                        spec['unit'], obj or self.obj, message, **extra))
-
-    def add(self, name, status, message, obj=None, value=None, unit=None, **extra):
-        self.findings.append(C.finding(name, status, message, value=value, unit=unit, obj=obj or self.obj, **extra))
-
     def tables(self):
         if self._tables is None:
-            self._tables = self.session.query(TABLES_SQL, {'exclude': self.exclude})
+            self._tables = self.session.query(TABLES_SQL, {'exclude': self.exclude.regexes})
             for table in self._tables:  # table (heap + TOAST) plus indexes: what pg_total_relation_size adds up
                 table['total_bytes'] = table['table_bytes'] + table['index_bytes']
         return self._tables
 
     def indexes(self):
         if self._indexes is None:
-            self._indexes = self.session.query(INDEXES_SQL, {'exclude': self.exclude})
+            self._indexes = self.session.query(INDEXES_SQL, {'exclude': self.exclude.regexes})
         return self._indexes
 
     def settings(self):
@@ -187,46 +170,32 @@ class Inspection(object):
 
     # -- sections ---------------------------------------------------------------------------------
     def section_slow_queries(self):
-        ext = self.session.one("SELECT extnamespace::regnamespace::text AS schema FROM pg_extension "
-                               "WHERE extname = 'pg_stat_statements'")
+        ext = ST.locate(self.session)
         if ext is None:
-            self.add('slow_queries', C.UNKNOWN, 'pg_stat_statements is not installed in database %s (add it to '
-                     'shared_preload_libraries and CREATE EXTENSION pg_stat_statements)' % self.params['login_db'])
+            self.findings.add('slow_queries', C.UNKNOWN, 'pg_stat_statements is not installed in database %s (add it to '
+                              'shared_preload_libraries and CREATE EXTENSION pg_stat_statements)' % self.params['login_db'])
             self.data['slow_queries'] = None
             return
-        base = ("SELECT s.queryid::text AS queryid, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 500) AS query, "
-                "r.rolname AS role, s.calls, s.rows, round(s.total_exec_time::numeric, 1)::float AS total_ms, "
-                "round(s.mean_exec_time::numeric, 1)::float AS mean_ms, round(s.max_exec_time::numeric, 1)::float AS max_ms, "
-                "CASE WHEN s.shared_blks_hit + s.shared_blks_read > 0 THEN round(100.0 * s.shared_blks_hit / "
-                "(s.shared_blks_hit + s.shared_blks_read), 1)::float END AS hit_percent "
-                "FROM %s.pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid "
-                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                "AND s.query !~* 'pg_stat_statements|appcare.maintenance' " % ext['schema'])
         try:
-            by_total = self.session.query(base + 'ORDER BY s.total_exec_time DESC LIMIT %s', (self.top,))
-            by_mean = self.session.query(base + 'ORDER BY s.mean_exec_time DESC LIMIT %s', (self.top,))
+            by_total = ST.top(self.session, ext, 'total', self.top)
+            by_mean = ST.top(self.session, ext, 'mean', self.top)
+            reset = ST.stats_reset(self.session, ext)
         except psycopg2.Error as exc:
-            self.add('slow_queries', C.UNKNOWN, 'cannot read pg_stat_statements: %s' % ' '.join(str(exc).split()))
+            self.findings.add('slow_queries', C.UNKNOWN, 'cannot read pg_stat_statements: %s' % db_error_text(exc))
             return
-        reset = None
-        try:
-            info = self.session.one('SELECT stats_reset FROM %s.pg_stat_statements_info' % ext['schema'])
-            reset = info['stats_reset'].isoformat() if info and info['stats_reset'] else None
-        except psycopg2.Error:
-            pass
         self.data['slow_queries'] = {'by_total_time': by_total, 'by_mean_time': by_mean, 'stats_reset': reset}
         spec = self.thresholds['slow_queries']
         limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
         slow = [q for q in by_mean if limit is not None and q['mean_ms'] > limit]
         self.metrics['slow_queries'] = len(slow)
         for query in slow:
-            self.judge('slow_queries', query['mean_ms'], 'statement %s averages {value} ms over %d call(s) (max %s ms): '
-                       '%s' % (query['queryid'], query['calls'], query['max_ms'], query['query'][:200]),
-                       obj='queryid=%s' % query['queryid'])
+            self.findings.judge('slow_queries', query['mean_ms'], 'statement %s averages {value} ms over %d call(s) (max %s ms): '
+                                '%s' % (query['queryid'], query['calls'], query['max_ms'], query['query'][:200]),
+                                obj='queryid=%s' % query['queryid'])
         if not slow:
             worst = by_mean[0]['mean_ms'] if by_mean else 0
-            self.judge('slow_queries', worst, 'the slowest statement averages {value} ms%s'
-                       % (' (statistics since %s)' % reset if reset else ''))
+            self.findings.judge('slow_queries', worst, 'the slowest statement averages {value} ms%s'
+                                % (' (statistics since %s)' % reset if reset else ''))
 
     def section_index_usage(self):
         indexes = self.indexes()
@@ -238,36 +207,36 @@ class Inspection(object):
                               []).append(ix)
         duplicates = [sorted(group, key=lambda ix: (not ix['backs_constraint'], not ix['is_unique'], ix['name']))
                       for group in groups.values() if len(group) > 1]
-        invalid = [ix for ix in indexes if not ix['valid']]
+        invalid = IX.invalid_indexes(self.session, self.exclude.regexes)
         since = self.data.get('stats_reset')
         self.data['index_usage'] = {
             'unused': [self._index_row(ix) for ix in sorted(unused, key=lambda ix: -ix['size'])[:self.top]],
             'duplicates': [{'keep': qualified(g[0]['schema'], g[0]['name']),
                             'redundant': [qualified(ix['schema'], ix['name']) for ix in g[1:]],
                             'bytes': sum(ix['size'] for ix in g[1:])} for g in duplicates],
-            'invalid': [qualified(ix['schema'], ix['name']) for ix in invalid],
+            'invalid': [ix['index'] for ix in invalid],
         }
         for ix in unused:
-            self.add('unused_index', C.WARNING, 'index %s on %s has not been used since the statistics were reset%s; '
-                     'it costs %s and slows every write - DROP INDEX CONCURRENTLY %s if nothing needs it'
-                     % (qualified(ix['schema'], ix['name']), ix['table_name'], ' (%s)' % since if since else '',
-                        C.human_bytes(ix['size']), qualified(ix['schema'], ix['name'])),
-                     obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
+            self.findings.add('unused_index', C.WARNING, 'index %s on %s has not been used since the statistics were reset%s; '
+                              'it costs %s and slows every write - DROP INDEX CONCURRENTLY %s if nothing needs it'
+                              % (qualified(ix['schema'], ix['name']), ix['table_name'], ' (%s)' % since if since else '',
+                                 C.human_bytes(ix['size']), qualified(ix['schema'], ix['name'])),
+                              obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
         if not unused:
-            self.add('unused_index', C.OK, 'every index has been used (or backs a constraint)', value=0, unit='count')
+            self.findings.ok('unused_index', 'every index has been used (or backs a constraint)')
         for group in duplicates:
             for ix in group[1:]:
-                self.add('duplicate_index', C.WARNING, 'index %s duplicates %s (same table, same key definition); '
-                         'drop one' % (qualified(ix['schema'], ix['name']), qualified(group[0]['schema'], group[0]['name'])),
-                         obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
+                self.findings.add('duplicate_index', C.WARNING, 'index %s duplicates %s (same table, same key definition); '
+                                  'drop one' % (qualified(ix['schema'], ix['name']), qualified(group[0]['schema'], group[0]['name'])),
+                                  obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
         if not duplicates:
-            self.add('duplicate_index', C.OK, 'no duplicate indexes', value=0, unit='count')
+            self.findings.ok('duplicate_index', 'no duplicate indexes')
         for ix in invalid:
-            self.add('invalid_index', C.WARNING, 'index %s is invalid (a failed CREATE INDEX CONCURRENTLY); rebuild or '
-                     'drop it (appcare.maintenance.pg_reindex does)' % qualified(ix['schema'], ix['name']),
-                     obj='index=%s' % qualified(ix['schema'], ix['name']))
+            self.findings.add('invalid_index', C.WARNING, 'index %s is invalid (%s), still maintained on every write but '
+                              'never used; rebuild or drop it (appcare.maintenance.pg_reindex does)' % (ix['index'], ix['cause']),
+                              obj='index=%s' % ix['index'])
         if not invalid:
-            self.add('invalid_index', C.OK, 'no invalid indexes', value=0, unit='count')
+            self.findings.ok('invalid_index', 'no invalid indexes')
 
     def _index_row(self, ix):
         return {'index': qualified(ix['schema'], ix['name']), 'table': qualified(ix['schema'], ix['table_name']),
@@ -288,13 +257,13 @@ class Inspection(object):
         spec = self.thresholds['seq_scans']
         fired = [r for r in rows if spec.get('warning') is not None and r['seq_percent'] > spec['warning']]
         for row in fired:
-            self.judge('seq_scans', row['seq_percent'], '{value}%% of the scans of %s (%s) read the whole table '
-                       '(%d sequential, %d index scans, %d rows read sequentially); an index on its filter columns '
-                       'may help' % (row['table'], C.human_bytes(row['bytes']), row['seq_scans'], row['index_scans'],
-                                     row['rows_read_by_seq']), obj='table=%s' % row['table'])
+            self.findings.judge('seq_scans', row['seq_percent'], '{value}%% of the scans of %s (%s) read the whole table '
+                                '(%d sequential, %d index scans, %d rows read sequentially); an index on its filter columns '
+                                'may help' % (row['table'], C.human_bytes(row['bytes']), row['seq_scans'], row['index_scans'],
+                                              row['rows_read_by_seq']), obj='table=%s' % row['table'])
         if not fired:
-            self.judge('seq_scans', max([r['seq_percent'] for r in rows] or [0]),
-                       'no table of %s or more is read mostly by sequential scans' % C.human_bytes(self.min_table_bytes))
+            self.findings.judge('seq_scans', max([r['seq_percent'] for r in rows] or [0]),
+                                'no table of %s or more is read mostly by sequential scans' % C.human_bytes(self.min_table_bytes))
 
     def section_sizes(self):
         tables = sorted(self.tables(), key=lambda t: -t['total_bytes'])
@@ -305,7 +274,7 @@ class Inspection(object):
                               'table_count': len(rows)}
         self.metrics['table_count'] = len(rows)
         self.metrics['largest_tables'] = dict((r['table'], r['total_bytes']) for r in rows[:10])
-        self.add('database_size', C.OK, 'database %s is %s in %d table(s); the largest is %s' % (
+        self.findings.add('database_size', C.OK, 'database %s is %s in %d table(s); the largest is %s' % (
             self.params['login_db'], C.human_bytes(self.metrics['database_size']), len(rows),
             ('%s (%s)' % (rows[0]['table'], C.human_bytes(rows[0]['total_bytes']))) if rows else 'none'),
             value=self.metrics['database_size'], unit='bytes')
@@ -340,15 +309,15 @@ class Inspection(object):
             fired = [r for r in rows if spec.get('warning') is not None and r['wasted_percent'] > spec['warning']]
             key = 'table' if kind == 'table_bloat' else 'index'
             for row in fired:
-                self.judge(kind, row['wasted_percent'], 'an estimated {value}%% of %s %s (%s of %s) is wasted space; '
-                           '%s' % (key, row[key], C.human_bytes(row['wasted_bytes']), C.human_bytes(row['bytes']),
-                                   'VACUUM FULL or pg_repack reclaims it' if key == 'table'
-                                   else 'appcare.maintenance.pg_reindex rebuilds it'),
-                           obj='%s=%s' % (key, row[key]))
+                self.findings.judge(kind, row['wasted_percent'], 'an estimated {value}%% of %s %s (%s of %s) is wasted space; '
+                                    '%s' % (key, row[key], C.human_bytes(row['wasted_bytes']), C.human_bytes(row['bytes']),
+                                            'VACUUM FULL or pg_repack reclaims it' if key == 'table'
+                                            else 'appcare.maintenance.pg_reindex rebuilds it'),
+                                    obj='%s=%s' % (key, row[key]))
             if not fired:
-                self.judge(kind, max([r['wasted_percent'] for r in rows] or [0]),
-                           'no %s of %s or more is more than %s%% bloated (estimate)'
-                           % (key, C.human_bytes(self.min_table_bytes), spec.get('warning')))
+                self.findings.judge(kind, max([r['wasted_percent'] for r in rows] or [0]),
+                                    'no %s of %s or more is more than %s%% bloated (estimate)'
+                                    % (key, C.human_bytes(self.min_table_bytes), spec.get('warning')))
 
     def _table_bloat(self, table, width, block):
         tuples = table['reltuples']
@@ -356,7 +325,7 @@ class Inspection(object):
             return None, None
         header = HEAP_TUPLE_HEADER + (int(math.ceil(width['columns'] / 8.0)) if width['has_nulls'] else 0)
         per_tuple = BL.maxalign(header) + BL.maxalign(width['width']) + LINE_POINTER
-        fillfactor = int(_reloption(table['reloptions'], 'fillfactor', 100))
+        fillfactor = int(BL.reloption(table['reloptions'], 'fillfactor', 100))
         usable = (block - HEAP_PAGE_HEADER) * fillfactor / 100.0
         expected = max(1, int(math.ceil(tuples * per_tuple / usable)))
         wasted = max(0, table['heap_bytes'] - expected * block)
@@ -368,11 +337,11 @@ class Inspection(object):
         for table in self.tables():
             if table['relkind'] == 'p':
                 continue
-            enabled = _reloption(table['reloptions'], 'autovacuum_enabled', 'true').lower() not in ('false', 'off', '0')
-            base = float(_reloption(table['reloptions'], 'autovacuum_vacuum_threshold',
-                                    settings.get('autovacuum_vacuum_threshold', 50)))
-            scale = float(_reloption(table['reloptions'], 'autovacuum_vacuum_scale_factor',
-                                     settings.get('autovacuum_vacuum_scale_factor', 0.2)))
+            enabled = BL.reloption(table['reloptions'], 'autovacuum_enabled', 'true').lower() not in ('false', 'off', '0')
+            base = float(BL.reloption(table['reloptions'], 'autovacuum_vacuum_threshold',
+                                      settings.get('autovacuum_vacuum_threshold', 50)))
+            scale = float(BL.reloption(table['reloptions'], 'autovacuum_vacuum_scale_factor',
+                                       settings.get('autovacuum_vacuum_scale_factor', 0.2)))
             threshold = int(base + scale * max(table['reltuples'], 0))
             rows.append({'table': qualified(table['schema'], table['name']), 'dead_tuples': table['dead'],
                          'autovacuum_threshold': threshold, 'autovacuum_enabled': enabled,
@@ -385,24 +354,24 @@ class Inspection(object):
         overdue = [r for r in rows if r['dead_tuples'] > r['autovacuum_threshold']]
         disabled = [r for r in rows if not r['autovacuum_enabled']]
         for row in overdue:
-            self.add('vacuum_overdue', C.WARNING, '%s has %d dead tuples, past its autovacuum threshold of %d%s; '
-                     'check for long transactions, or run appcare.maintenance.pg_vacuum'
-                     % (row['table'], row['dead_tuples'], row['autovacuum_threshold'],
-                        ' (autovacuum is disabled for it)' if not row['autovacuum_enabled'] else ''),
-                     obj='table=%s' % row['table'], value=row['dead_tuples'], unit='count')
+            self.findings.add('vacuum_overdue', C.WARNING, '%s has %d dead tuples, past its autovacuum threshold of %d%s; '
+                              'check for long transactions, or run appcare.maintenance.pg_vacuum'
+                              % (row['table'], row['dead_tuples'], row['autovacuum_threshold'],
+                                 ' (autovacuum is disabled for it)' if not row['autovacuum_enabled'] else ''),
+                              obj='table=%s' % row['table'], value=row['dead_tuples'], unit='count')
         if not overdue:
-            self.add('vacuum_overdue', C.OK, 'no table is past its autovacuum threshold', value=0, unit='count')
+            self.findings.ok('vacuum_overdue', 'no table is past its autovacuum threshold')
         for row in disabled:
-            self.add('autovacuum_disabled', C.WARNING, 'autovacuum is disabled for %s (autovacuum_enabled = false); '
-                     'its dead tuples and statistics depend on manual VACUUM/ANALYZE' % row['table'],
-                     obj='table=%s' % row['table'])
+            self.findings.add('autovacuum_disabled', C.WARNING, 'autovacuum is disabled for %s (autovacuum_enabled = false); '
+                              'its dead tuples and statistics depend on manual VACUUM/ANALYZE' % row['table'],
+                              obj='table=%s' % row['table'])
         if settings.get('autovacuum') == 'off':
-            self.add('autovacuum_disabled', C.CRITICAL, 'autovacuum is off for the whole server', obj='server')
+            self.findings.add('autovacuum_disabled', C.CRITICAL, 'autovacuum is off for the whole server', obj='server')
         elif not disabled:
-            self.add('autovacuum_disabled', C.OK, 'autovacuum is on for every table', value=0, unit='count')
+            self.findings.ok('autovacuum_disabled', 'autovacuum is on for every table')
 
     def section_foreign_keys(self):
-        rows = self.session.query(UNINDEXED_FK_SQL, {'exclude': self.exclude})
+        rows = self.session.query(UNINDEXED_FK_SQL, {'exclude': self.exclude.regexes})
         missing = [r for r in rows if not r['indexed']]
         self.data['foreign_keys'] = [{'constraint': r['conname'], 'table': qualified(r['schema'], r['table_name']),
                                       'columns': list(r['columns']), 'references': r['references'],
@@ -410,13 +379,13 @@ class Inspection(object):
         for row in missing:
             table = qualified(row['schema'], row['table_name'])
             columns = ', '.join(row['columns'])
-            self.add('unindexed_foreign_key', C.WARNING, 'foreign key %s on %s (%s) has no index starting with its '
-                     'columns: deletes and updates in %s scan %s; CREATE INDEX CONCURRENTLY ON %s (%s)'
-                     % (row['conname'], table, columns, row['references'], table, table, columns),
-                     obj='constraint=%s.%s' % (table, row['conname']))
+            self.findings.add('unindexed_foreign_key', C.WARNING, 'foreign key %s on %s (%s) has no index starting with its '
+                              'columns: deletes and updates in %s scan %s; CREATE INDEX CONCURRENTLY ON %s (%s)'
+                              % (row['conname'], table, columns, row['references'], table, table, columns),
+                              obj='constraint=%s.%s' % (table, row['conname']))
         if not missing:
-            self.add('unindexed_foreign_key', C.OK, 'all %d foreign key(s) have a supporting index' % len(rows),
-                     value=0, unit='count')
+            self.findings.add('unindexed_foreign_key', C.OK, 'all %d foreign key(s) have a supporting index' % len(rows),
+                              value=0, unit='count')
 
     def section_cache(self):
         rows = []
@@ -434,13 +403,13 @@ class Inspection(object):
         spec = self.thresholds['table_cache_hit']
         fired = [r for r in rows if spec.get('warning') is not None and r['hit_percent'] < spec['warning']]
         for row in fired:
-            self.judge('table_cache_hit', row['hit_percent'], '{value}%% of the block reads of %s came from shared '
-                       'buffers (%d reads); the table does not fit in memory or is scanned in full'
-                       % (row['table'], row['blocks_read']), obj='table=%s' % row['table'])
+            self.findings.judge('table_cache_hit', row['hit_percent'], '{value}%% of the block reads of %s came from shared '
+                                'buffers (%d reads); the table does not fit in memory or is scanned in full'
+                                % (row['table'], row['blocks_read']), obj='table=%s' % row['table'])
         if not fired:
-            self.judge('table_cache_hit', min([r['hit_percent'] for r in rows] or [100.0]),
-                       'every table with %d or more block reads is served at least {value}%% from shared buffers'
-                       % self.params['cache_min_blocks'])
+            self.findings.judge('table_cache_hit', min([r['hit_percent'] for r in rows] or [100.0]),
+                                'every table with %d or more block reads is served at least {value}%% from shared buffers'
+                                % self.params['cache_min_blocks'])
 
     def section_connections(self):
         rows = self.session.query(CONNECTIONS_SQL)
@@ -452,13 +421,11 @@ class Inspection(object):
             if row['limit'] == 0:
                 continue
             share = round(100.0 * row['sessions'] / row['limit'], 1)
-            spec = self.thresholds['role_connections']
-            finding = C.evaluate('role_connections', share, spec['warning'], spec['critical'], C.ABOVE, 'percent',
-                                 'role=%s' % row['role'], 'role %s uses {value}%% of its connection limit (%d of %d)'
-                                 % (row['role'], row['sessions'], row['limit']))
+            finding = C.judge(self.thresholds, 'role_connections', share, 'role %s uses {value}%% of its connection '
+                              'limit (%d of %d)' % (row['role'], row['sessions'], row['limit']), 'role=%s' % row['role'])
             if finding['status'] != C.OK:
                 fired = True
                 self.findings.append(finding)
         if not fired:
-            self.add('role_connections', C.OK, 'no role is near its connection limit (%d role(s) have one)'
-                     % len(limits), value=len(limits), unit='count')
+            self.findings.add('role_connections', C.OK, 'no role is near its connection limit (%d role(s) have one)'
+                              % len(limits), value=len(limits), unit='count')

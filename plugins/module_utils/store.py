@@ -43,6 +43,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 from ansible_collections.appcare.maintenance.plugins.module_utils.files import (
     fsync_path,
     fsync_tree,
+    safe_name,
     sha256_file,
     write_json_atomic,
 )
@@ -70,21 +71,6 @@ class LockBusy(BackupError):
 # --- files ----------------------------------------------------------------------------------------
 
 
-
-
-
-
-
-def safe_name(text):
-    return re.sub(r'[^A-Za-z0-9_.-]+', '_', text).strip('._') or 'db'
-
-
-
-
-
-
-
-
 def file_digests(root):
     """[{path, bytes, sha256}] of every file under ``root`` (paths relative to it), sorted."""
     entries = []
@@ -98,8 +84,6 @@ def file_digests(root):
             size, digest = sha256_file(full)
             entries.append({'path': rel, 'bytes': size, 'sha256': digest})
     return entries
-
-
 
 
 def new_backup_id(dest, database, now=None):
@@ -398,6 +382,19 @@ def age_check(name, hours, rpo_hours, entry):
     return C.evaluate(name, round(hours, 4), round(0.8 * rpo_hours, 4), rpo_hours, C.ABOVE, unit='hours',
                       obj='backup=%s' % entry['id'],
                       message='newest good backup %s finished {value} h ago (RPO %s h)' % (entry['id'], rpo_hours))
+
+
+def store_findings(dest, database, rpo_hours, require_encryption):
+    """``backup_future_dated``, ``backup_age`` (the newest backup of ``database`` that is not failed, against
+    ``rpo_hours``) and ``backup_encryption`` of the store under ``dest``, from one scan."""
+    found = scan(dest)
+    entry = newest_good(found.backups, database)
+    if entry is None:
+        age = C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s' % (database, dest),
+                        unit='hours', obj='db=%s' % database)
+    else:
+        age = age_check('backup_age', (utcnow() - entry['finished_at']).total_seconds() / 3600.0, rpo_hours, entry)
+    return [future_check(found), age, encryption_check(found.backups, dest, database, require_encryption)]
 
 
 class DestinationLock(object):

@@ -20,6 +20,7 @@ import struct
 from urllib.parse import urlsplit
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
 try:
@@ -33,11 +34,50 @@ except ImportError:  # pragma: no cover - reported by the module
 DEFAULT_PORTS = {'https': 443, 'tls': 443, 'postgresql': 5432, 'postgres': 5432, 'smtp': 25, 'smtps': 465,
                  'submission': 587}
 SSL_REQUEST = struct.pack('!ii', 8, 80877103)
-DEFAULT_THRESHOLDS = {'days_left': {'warning': 30, 'critical': 7, 'direction': C.BELOW, 'unit': 'days'}}
+# The finding on a certificate's expiry, the same in tls_cert_info and http_health_info.
+EXPIRY = 'tls_expiry'
+DEFAULT_THRESHOLDS = {EXPIRY: {'warning': 30, 'critical': 7, 'direction': C.BELOW, 'unit': 'days'}}
+# Threshold names of earlier releases (the finding was called days_left here): accepted with a deprecation.
+RENAMED_THRESHOLDS = {'days_left': EXPIRY}
 
 
 class TlsProbeError(Exception):
     """The endpoint could not be reached or does not speak TLS."""
+
+
+def client_context(verify=True, ca_path=None, check_hostname=True):
+    """The collection's one client-side SSL context: the system's CAs, or the bundle ``ca_path``.
+
+    ``verify=False`` accepts any certificate for any name (to read a certificate that would not verify);
+    ``check_hostname=False`` verifies the chain but leaves the name to the caller."""
+    context = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+    if not verify or not check_hostname:
+        context.check_hostname = False
+    if not verify:
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def days_left(not_after, now=None):
+    """Days (two decimals) from ``now`` until the aware datetime ``not_after``; negative once it has passed."""
+    return round((not_after - (now or utcnow())).total_seconds() / 86400.0, 2)
+
+
+def not_after(der):
+    """The end of validity of a DER-encoded certificate as an aware datetime; None without cryptography."""
+    if not HAS_CRYPTOGRAPHY:
+        return None
+    return _utc(x509.load_der_x509_certificate(der), 'not_valid_after')
+
+
+def expiry_finding(thresholds, days, until, what, obj):
+    """The ``tls_expiry`` finding of a certificate (``what``: "the certificate of ...") valid ``until`` (ISO 8601),
+    ``days`` from now: judged against the thresholds, and critical once it has expired."""
+    if days < 0:
+        spec = thresholds[EXPIRY]
+        return C.finding(EXPIRY, C.CRITICAL, '%s expired on %s' % (what, until), value=days, unit='days',
+                         warning=spec.get('warning'), critical=spec.get('critical'), obj=obj)
+    return C.judge(thresholds, EXPIRY, days, '%s expires in {value} days, on %s' % (what, until), obj)
 
 
 def parse_endpoint(text):
@@ -157,8 +197,7 @@ def _utc(cert, name):
 
 def describe(der, host, now=None):
     cert = x509.load_der_x509_certificate(der)
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    not_before, not_after = _utc(cert, 'not_valid_before'), _utc(cert, 'not_valid_after')
+    not_before, valid_until = _utc(cert, 'not_valid_before'), _utc(cert, 'not_valid_after')
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = san.get_values_for_type(x509.DNSName) + [str(a) for a in san.get_values_for_type(x509.IPAddress)]
@@ -167,8 +206,8 @@ def describe(der, host, now=None):
     key_type, key_size = _key(cert)
     return {
         'subject': cert.subject.rfc4514_string(), 'issuer': cert.issuer.rfc4514_string(), 'san': names,
-        'not_before': not_before.isoformat(), 'not_after': not_after.isoformat(),
-        'days_left': round((not_after - now).total_seconds() / 86400.0, 2),
+        'not_before': not_before.isoformat(), 'not_after': valid_until.isoformat(),
+        'days_left': days_left(valid_until, now),
         'serial': format(cert.serial_number, 'x'), 'key_type': key_type, 'key_size': key_size,
         'self_signed': cert.issuer == cert.subject, 'hostname_matches': hostname_matches(cert, host),
         'signature_algorithm': getattr(cert.signature_hash_algorithm, 'name', None),
@@ -181,17 +220,14 @@ def inspect(text, ca_path, timeout, server_name=None):
     name = server_name or host
     result = {'endpoint': text, 'scheme': scheme, 'host': host, 'port': port, 'error': None,
               'chain_valid': None, 'chain_error': None}
-    relaxed = ssl.create_default_context()
-    relaxed.check_hostname = False
-    relaxed.verify_mode = ssl.CERT_NONE
     try:
-        der, version, cipher = handshake(scheme, host, port, relaxed, timeout, name)
+        der, version, cipher = handshake(scheme, host, port, client_context(verify=False), timeout, name)
     except TlsProbeError as exc:
         result['error'] = str(exc)
         return result
     result.update(describe(der, name), tls_version=version, cipher=cipher)
-    strict = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
-    strict.check_hostname = False  # judged separately, so a name mismatch is not reported as a chain error
+    # The name is judged separately, so a name mismatch is not reported as a chain error.
+    strict = client_context(ca_path=ca_path, check_hostname=False)
     try:
         handshake(scheme, host, port, strict, timeout, name)
         result['chain_valid'] = True
@@ -208,17 +244,11 @@ def findings_for(result, thresholds):
     obj = 'endpoint=%s' % result['endpoint']
     if result['error']:
         return [C.finding('tls_connection', C.CRITICAL, '%s: %s' % (result['endpoint'], result['error']), obj=obj)]
-    spec = thresholds['days_left']
     found = [
         C.finding('tls_connection', C.OK, '%s speaks %s' % (result['endpoint'], result['tls_version']), obj=obj),
-        C.evaluate('days_left', result['days_left'], spec['warning'], spec['critical'], C.BELOW, 'days', obj,
-                   'the certificate of %s (%s) expires in {value} days, on %s'
-                   % (result['endpoint'], result['subject'], result['not_after'])),
+        expiry_finding(thresholds, result['days_left'], result['not_after'],
+                       'the certificate of %s (%s)' % (result['endpoint'], result['subject']), obj),
     ]
-    if result['days_left'] < 0:
-        found[-1]['status'] = C.CRITICAL
-        found[-1]['message'] = 'the certificate of %s (%s) expired on %s' % (result['endpoint'], result['subject'],
-                                                                             result['not_after'])
     if result['chain_valid']:
         found.append(C.finding('chain', C.OK, 'the certificate chain of %s verifies (issuer %s)'
                                % (result['endpoint'], result['issuer']), obj=obj))

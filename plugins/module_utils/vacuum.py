@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
+from ansible_collections.appcare.maintenance.plugins.module_utils import schemas as S
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SYSTEM_SCHEMAS
 
 try:
-    import psycopg2
     from psycopg2 import sql
 except ImportError:  # pragma: no cover - reported by require_psycopg2()
-    psycopg2 = None
     sql = None
 
 VACUUM = 'vacuum'
@@ -40,9 +38,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'm', 'p')
-  AND (c.oid = ANY(%(explicit)s)
-       OR (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg\\_%%'
-           AND c.relkind <> 'p' AND NOT (n.nspname = ANY(%(exclude)s))))
+  AND (c.oid = ANY(%(explicit)s) OR (n.nspname !~ ALL(%(exclude)s) AND c.relkind <> 'p'))
 """
 
 STATS_SQL = """
@@ -87,7 +83,7 @@ class Vacuumer(M.Worker):
 
     def catalogue(self, explicit):
         query = TABLES_SQL.replace('{privilege}', M.maintain_privilege_sql(self.version, 'c.oid'))
-        return self.session.query(query, {'explicit': list(explicit), 'exclude': self.exclude})
+        return self.session.query(query, {'explicit': list(explicit), 'exclude': self.exclude.regexes})
 
     def plan(self):
         explicit = M.resolve(self.session, self.params['tables'], ('r', 'm', 'p'), 'table')
@@ -114,7 +110,7 @@ class Vacuumer(M.Worker):
                 continue
             why_not = self._why_skip(row)
             if why_not:
-                skipped.append({'table': M.qualified(row['schema'], row['name']), 'reason': reason,
+                skipped.append({'table': S.qualified(row['schema'], row['name']), 'reason': reason,
                                 'skip_reason': why_not})
                 continue
             actions.append(self._action(row, reason, operation, detail))
@@ -122,7 +118,7 @@ class Vacuumer(M.Worker):
         return actions, skipped
 
     def _why_skip(self, row):
-        if row['schema'] in SYSTEM_SCHEMAS:
+        if S.is_system(row['schema']):
             return 'system catalog'
         if not row['can_maintain']:
             return ('login role %s may not vacuum it (it needs to own the table%s)'
@@ -137,7 +133,7 @@ class Vacuumer(M.Worker):
             VACUUM_FULL: sql.SQL('VACUUM (FULL, ANALYZE) {}'),
         }[operation].format(name)
         return {
-            'table': M.qualified(row['schema'], row['name']), 'reason': reason, 'detail': detail,
+            'table': S.qualified(row['schema'], row['name']), 'reason': reason, 'detail': detail,
             'operation': operation, 'sql': M.render(self.session, statement),
             'dead_tuples_before': row['dead'], 'dead_tuples_after': None, 'dead_percent_before': row['dead_percent'],
             'size_before': row['size'], 'size_after': None,
@@ -158,12 +154,7 @@ class Vacuumer(M.Worker):
                 rows = M.blockers(self.session, row['oid'], self.params['lock_timeout'], self.our_pids())
                 if rows:
                     raise M.LockWait('%s and would make VACUUM FULL wait' % M.describe_blockers(rows))
-            try:
-                self.run_statement(action['sql'])
-            except psycopg2.Error as exc:
-                if M.is_lock_timeout(exc):
-                    raise M.LockWait('lock timeout: %s' % M.error_text(exc)) from exc
-                raise
+            self.run_or_wait(action['sql'])
             if operation != VACUUM_FULL and row['relkind'] != 'p':
                 after = self._stats(row['oid'])
                 counter = 'analyze_count' if operation == ANALYZE else 'vacuum_count'
@@ -172,16 +163,14 @@ class Vacuumer(M.Worker):
                                      'passed it over')
             return True
 
-        try:
-            done, attempts, waited = M.run_with_retries(self.params, budget, attempt)
-        except psycopg2.Error as exc:
-            action.update(result=M.FAILED, message=M.error_text(exc))
+        outcome = self.retry(action, budget, attempt)
+        if outcome is None:
             return
-        action['attempts'] = attempts
+        done, waited = outcome
         after = self._stats(row['oid'])
         action.update(dead_tuples_after=after['dead'], size_after=after['size'])
         if not done:
-            action.update(result=M.POSTPONED, message='not done after %d attempt(s): %s' % (attempts, waited))
+            action.update(result=M.POSTPONED, message='not done after %d attempt(s): %s' % (action['attempts'], waited))
             return
         verb = {VACUUM: 'vacuumed and analysed', ANALYZE: 'analysed', VACUUM_FULL: 'rewritten (VACUUM FULL)'}[operation]
         message = verb
@@ -200,8 +189,8 @@ def final_checks(session, actions, params, exclude):
     findings = M.run_findings(actions, 'vacuum_failures', 'vacuum_postponed', 'table action(s)', 'table')
     rows = session.query(
         "SELECT schemaname AS schema, relname AS name, n_live_tup AS live, n_dead_tup AS dead "
-        "FROM pg_stat_user_tables WHERE n_dead_tup >= %s AND NOT (schemaname = ANY(%s)) "
-        "AND schemaname NOT LIKE 'pg\\_%%'", (max(1, params['min_dead_tuples']), list(exclude)))
+        "FROM pg_stat_user_tables WHERE n_dead_tup >= %s AND schemaname !~ ALL(%s)",
+        (max(1, params['min_dead_tuples']), exclude.regexes))
     worst, worst_row = 0.0, None
     for row in rows:
         share = dead_share(row['live'], row['dead'])
@@ -211,7 +200,7 @@ def final_checks(session, actions, params, exclude):
         message = 'no table has %s or more dead tuples' % params['min_dead_tuples']
         obj = 'db=%s' % params['login_db']
     else:
-        obj = M.qualified(worst_row['schema'], worst_row['name'])
+        obj = S.qualified(worst_row['schema'], worst_row['name'])
         message = '{value}%% of the rows of %s are dead (%s dead tuples)' % (obj, worst_row['dead'])
         if worst > params['dead_tuple_percent']:
             holder = session.one(OLDEST_XMIN_SQL)

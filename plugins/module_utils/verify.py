@@ -25,6 +25,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import store a
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import iso, utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.dump import _exit_reason
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.files import safe_name
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     Session,
     client_env,
@@ -361,28 +362,17 @@ def run_verification(params, decryptor, check_mode, result):
         }
         result.update(changed=True, verification=record, verdict=S.append_verification(path, record))
     if params['dest']:
-        findings.extend(store_findings(params, database))
+        findings.extend(S.store_findings(params['dest'], database, params['rpo_hours'], params['require_encryption']))
     result['status'] = C.worst_status(findings)
-
-
-def store_findings(params, database):
-    """``backup_future_dated``, ``backup_age`` and ``backup_encryption`` of the store under ``dest``."""
-    found = S.scan(params['dest'])
-    entry = S.newest_good(found.backups, database)
-    if entry is None:
-        age = C.finding('backup_age', C.CRITICAL, 'no good backup of %s under %s' % (database, params['dest']),
-                        unit='hours', obj='db=%s' % database)
-    else:
-        age = S.age_check('backup_age', (utcnow() - entry['finished_at']).total_seconds() / 3600.0,
-                          params['rpo_hours'], entry)
-    return [S.future_check(found), age,
-            S.encryption_check(found.backups, params['dest'], database, params['require_encryption'])]
+    # For the run report: what the backup is worth now (its verdict), merged into pg_backup's section.
+    result['report'] = {'backup': {'id': os.path.basename(path), 'verified': result['verdict']['result'],
+                                   'verified_level': result['verdict']['level']}}
 
 
 def run_restore(params, path, manifest, client, result, decryptor, resolved):
     """The timed test restore into a scratch database that is always dropped; adds the restore findings."""
     database = manifest.get('database')
-    scratch_name = params['scratch_db'] or ('%s%s' % (SCRATCH_PREFIX, S.safe_name(database or 'db')))[:63]
+    scratch_name = params['scratch_db'] or ('%s%s' % (SCRATCH_PREFIX, safe_name(database or 'db')))[:63]
     result['scratch_db'] = scratch_name
     with Session(params, 'appcare.maintenance.pg_backup_verify', read_only=False) as admin:
         server_major = admin.one("SELECT current_setting('server_version_num')::int / 10000 AS major")['major']

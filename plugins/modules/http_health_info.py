@@ -22,7 +22,8 @@ description:
     when some do); C(content) (critical when O(endpoints[].body_regex) or O(endpoints[].json) do not match);
     C(latency) in ms - the single probe, or the p95 of O(samples) probes - (warning above 500, critical above
     3000, the seeds' API response targets); C(error_rate) in percent of failed probes, only with more than one
-    sample (critical above 5); C(certificate) days left for HTTPS (warning below 30, critical below 7)."
+    sample (critical above 5); C(tls_expiry) days the HTTPS certificate has left (warning below 30, critical
+    below 7, critical once expired) - the same finding as M(appcare.maintenance.tls_cert_info)'s."
   - "Supabase preset: with O(supabase_url) and O(supabase_key) the module also probes the project's REST API
     (C(GET /rest/v1/), PostgREST's OpenAPI description), Auth (C(GET /auth/v1/health), GoTrue's health
     endpoint), Storage (C(GET /storage/v1/bucket), the buckets the key may list), each of
@@ -136,7 +137,8 @@ options:
     type: path
   thresholds:
     description:
-      - Overrides of C(warning)/C(critical) for C(latency) (ms), C(error_rate) (percent) and C(certificate) (days).
+      - Overrides of C(warning)/C(critical) for C(latency) (ms), C(error_rate) (percent) and C(tls_expiry) (days).
+      - C(certificate), the earlier name of C(tls_expiry), is still accepted, with a deprecation warning.
     type: dict
     default: {}
   supabase_url:
@@ -232,13 +234,39 @@ status:
   returned: always
   type: str
   sample: ok
+report:
+  description:
+    - What this run adds to the run report of the P(appcare.maintenance.maintenance_report#callback) callback (the
+      callback's C(report) convention) - section C(endpoints), appended to the target's endpoints; the slowest
+      C(latency_ms.max) is a key figure of the dashboard.
+  returned: always
+  type: dict
+  contains:
+    endpoints:
+      description:
+        - RV(endpoints) with the keys the report keeps - C(name), C(url), C(status_codes), C(latency_ms),
+          C(error_rate).
+      returned: always
+      type: list
+      elements: dict
+  sample:
+    endpoints:
+      - name: app_health
+        url: https://ims.example.org/api/health
+        status_codes: [200]
+        latency_ms: {p50: 84.2, p95: 84.2, max: 84.2}
+        error_rate: 0.0
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import probe as P
+from ansible_collections.appcare.maintenance.plugins.module_utils import tlsinfo as T
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+
+# The keys of each endpoint result the run report keeps (the ``report`` return value).
+REPORT_KEYS = ('name', 'url', 'status_codes', 'latency_ms', 'error_rate')
 
 
 def endpoint_options():
@@ -288,7 +316,8 @@ def main():
             raise ConfigurationError('give endpoints, or supabase_url and supabase_key for the Supabase preset')
         if params['retries'] < 0 or params['max_workers'] < 1:
             raise ConfigurationError('retries must be 0 or more and max_workers at least 1')
-        thresholds = C.merge_thresholds(P.DEFAULT_THRESHOLDS, params['thresholds'])
+        overrides, renamed = C.renamed_thresholds(params['thresholds'], P.RENAMED_THRESHOLDS)
+        thresholds = C.merge_thresholds(P.DEFAULT_THRESHOLDS, overrides)
         given = list(params['endpoints'])
         if params['supabase_url']:
             given += P.supabase_endpoints(params['supabase_url'], params['supabase_key'],
@@ -296,15 +325,18 @@ def main():
         endpoints = P.normalize(given, params)
         if params['ca_path'] and not params['validate_certs']:
             raise ConfigurationError('ca_path is given but validate_certs is false; nothing would be verified')
-        context = P.ssl_context(params['validate_certs'], params['ca_path'])
+        context = T.client_context(verify=params['validate_certs'], ca_path=params['ca_path'])
     except (ConfigurationError, OSError) as exc:
         module.fail_json(msg='invalid options: %s' % exc)
+    for notice in renamed:
+        module.deprecate(notice, version='1.0.0', collection_name='appcare.maintenance')
 
     results = P.run_all(endpoints, context, params['retries'], params['max_workers'])
     findings = []
     for index, result in enumerate(results):
         findings.extend(P.findings_for(result, endpoints[index], thresholds))
-    module.exit_json(changed=False, endpoints=results, checks=findings, status=C.worst_status(findings))
+    report = {'endpoints': [dict((key, result.get(key)) for key in REPORT_KEYS) for result in results]}
+    module.exit_json(changed=False, endpoints=results, checks=findings, status=C.worst_status(findings), report=report)
 
 
 if __name__ == '__main__':

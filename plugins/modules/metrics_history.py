@@ -152,16 +152,36 @@ chart:
   returned: when written
   type: str
   sample: /srv/appcare/history/ims-production-database_size.svg
+report:
+  description:
+    - What this run adds to the run report of the P(appcare.maintenance.maintenance_report#callback) callback (the
+      callback's C(report) convention) - section C(forecast) (RV(forecast), merged into the target's forecast)
+      and, when a chart was written, section C(chart) (RV(chart); the dashboard shows it under Trends).
+  returned: always
+  type: dict
+  contains:
+    forecast:
+      description: RV(forecast).
+      returned: always
+      type: dict
+    chart:
+      description: RV(chart).
+      returned: when written
+      type: str
+  sample:
+    forecast: {metric: database_size, points: 12, growth_per_day: 52428800.0, days_left: 96.4, enough_history: true}
+    chart: /srv/appcare/history/ims-production-database_size.svg
 '''
 
-import datetime
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import history as H
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.files import write_atomic
 
 
 def main():
@@ -188,7 +208,7 @@ def main():
         if params['min_points'] < 2:
             raise ConfigurationError('min_points must be at least 2 (a line needs two points)')
         thresholds = C.merge_thresholds(H.DEFAULT_THRESHOLDS, params['thresholds'])
-        at = params['at'] or datetime.datetime.now(datetime.timezone.utc).isoformat()
+        at = params['at'] or utcnow().isoformat()
         try:
             H.parse_time(at)
         except ValueError as exc:
@@ -217,13 +237,14 @@ def main():
     finding = H.capacity_finding(forecast, thresholds, params['target'], quota, params['capacity_share'])
     result.update(forecast=forecast, checks=[finding], status=finding['status'])
     if params['chart'] and not module.check_mode and entries:
-        path = os.path.join(directory, '%s-%s.svg' % (H.safe_name(params['target']), H.safe_name(params['metric'])))
+        path = os.path.join(directory, '%s-%s.svg' % (H.file_stem(params['target']), H.file_stem(params['metric'])))
         try:
-            H.write_atomic(path, H.svg_chart(entries, params['metric'], forecast, '%s: %s' % (
-                params['target'], params['metric'])))
+            write_atomic(path, H.svg_chart(entries, params['metric'], forecast, '%s: %s' % (
+                params['target'], params['metric'])), mode=0o644)
             result.update(chart=path, changed=True)
         except OSError as exc:
             module.warn('could not write the chart %s: %s' % (path, exc))
+    result['report'] = dict((key, result[key]) for key in ('forecast', 'chart') if key in result)
     module.exit_json(**result)
 
 

@@ -213,6 +213,12 @@ deliveries:
   elements: dict
   sample:
     - {channel: ops_slack, type: slack, alerts: 1, resolved: 0, ok: true, attempts: 1, error: null}
+report:
+  description: What the run report shows (the C(appcare.maintenance.maintenance_report) callback merges it) - the
+    C(deliveries) section, one entry per channel.
+  returned: always
+  type: dict
+  sample: {deliveries: [{channel: ops_slack, type: slack, alerts: 2, resolved: 0, ok: true, error: null}]}
 failed_channels:
   description: The channels that could not deliver.
   returned: always
@@ -224,6 +230,7 @@ failed_channels:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import alerting as AL
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
 
@@ -261,6 +268,13 @@ def rule_options():
     )
 
 
+def with_report(result):
+    """The result with its ``report`` for the run report: the deliveries section."""
+    result['report'] = {'deliveries': [dict((k, d.get(k)) for k in ('channel', 'type', 'alerts', 'resolved', 'ok', 'error'))
+                                       for d in result['deliveries']]}
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -288,7 +302,7 @@ def main():
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
 
-    now = AL.utcnow()
+    now = utcnow()
     routed = AL.route(findings, params['rules'])
     outgoing, resolved, decisions, new_state = AL.plan(routed, state, now, params['repeat_interval'] * 60)
     channels = dict((c['name'], c) for c in params['channels'])
@@ -297,7 +311,7 @@ def main():
         result['deliveries'] = [{'channel': name, 'alerts': len(outgoing.get(name, [])),
                                  'resolved': len(resolved.get(name, [])), 'ok': None, 'would_send': True}
                                 for name in sorted(set(outgoing) | set(resolved))]
-        module.exit_json(**result)
+        module.exit_json(**with_report(result))
 
     delivered = {}
     for name in sorted(set(outgoing) | set(resolved)):
@@ -333,7 +347,7 @@ def main():
                 result['changed'] = True
         except OSError as exc:
             module.warn('notify: could not write the state file %s: %s' % (params['state_file'], exc))
-    module.exit_json(**result)
+    module.exit_json(**with_report(result))
 
 
 if __name__ == '__main__':

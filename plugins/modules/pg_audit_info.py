@@ -56,6 +56,7 @@ author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
   - appcare.maintenance.connection
+  - appcare.maintenance.schemas
 attributes:
   check_mode:
     support: full
@@ -110,15 +111,6 @@ options:
     type: list
     elements: str
     default: [anon, authenticated]
-  exclude_schemas:
-    description:
-      - Schemas left out of the function lint and of the grants in the snapshot. The default lists the schemas
-        Supabase manages. System schemas are always left out.
-    type: list
-    elements: str
-    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
-              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
-              pgtle, topology, tiger, tiger_data]
   log_path:
     description:
       - The PostgreSQL server log file, or its log directory (files modified inside the window are read), on the
@@ -141,6 +133,8 @@ options:
         C("{{ lookup('file', 'access/ims.json') | from_json }}") to read it on the controller), or the path of a
         JSON file with it on the host the module runs on.
     type: raw
+notes:
+  - O(exclude_schemas) applies to the SECURITY DEFINER function lint and to the grants in the snapshot.
 seealso:
   - module: appcare.maintenance.pg_health_info
   - name: Supabase database linter (splinter)
@@ -251,14 +245,16 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
 from ansible_collections.appcare.maintenance.plugins.module_utils import audit as A
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
-from ansible_collections.appcare.maintenance.plugins.module_utils.maintenance import DB_ERRORS, error_text
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    DB_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
+    db_error_text,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
@@ -270,7 +266,7 @@ def main():
         allowed_privileged_roles=dict(type='list', elements='str', default=list(A.DEFAULT_ALLOWED_PRIVILEGED)),
         exposed_schemas=dict(type='list', elements='str', default=['public']),
         api_roles=dict(type='list', elements='str', default=['anon', 'authenticated']),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
         log_path=dict(type='path'),
         log_window_hours=dict(type='float', default=168),
         auth_lookback_days=dict(type='int', default=30),
@@ -294,7 +290,7 @@ def main():
             audit = A.Audit(session, params, thresholds)
             audit.run(selected)
             audit.run_events(selected)
-            snapshot = AC.take(session, audit.roles(), audit.exclude, A.utcnow().isoformat())
+            snapshot = AC.take(session, audit.roles(), audit.exclude, utcnow().isoformat())
             result.update(snapshot=snapshot, login=dict((k, audit.facts[k]) for k in (
                 'login_role', 'superuser', 'database', 'server_version_num')))
             if baseline is not None:
@@ -304,12 +300,12 @@ def main():
             for key in ('failed_logins', 'auth_events'):
                 if key in audit.facts:
                     result[key] = audit.facts[key]
-            result['checks'] = audit.findings
-            result['status'] = C.worst_status(audit.findings)
+            result['checks'] = list(audit.findings)
+            result['status'] = audit.findings.status
     except AppcareError as exc:
         module.fail_json(msg='pg_audit_info: %s' % exc)
     except DB_ERRORS as exc:
-        module.fail_json(msg='pg_audit_info: query failed: %s' % error_text(exc))
+        module.fail_json(msg='pg_audit_info: query failed: %s' % db_error_text(exc, 'statement_timeout'))
     module.exit_json(**result)
 
 

@@ -51,6 +51,7 @@ author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
   - appcare.maintenance.connection
+  - appcare.maintenance.schemas.supabase_preset
 attributes:
   check_mode:
     support: full
@@ -111,19 +112,6 @@ options:
     type: list
     elements: str
     default: []
-  preset:
-    description:
-      - V(supabase) leaves out the schemas Supabase manages, as the Supabase CLI's C(supabase db dump) does
-        for a schema dump (its list of internal schemas - C(auth), C(storage), C(realtime), C(extensions),
-        C(graphql), C(graphql_public), C(vault), C(pgsodium), C(pgsodium_masks), C(supabase_functions),
-        C(supabase_migrations), C(cron), C(net), C(pgmq), C(pgbouncer), C(pgtle), C(dbdev), C(repack),
-        C(_analytics), C(_realtime), C(_supavisor), C(topology), C(tiger), C(tiger_data), C(timescaledb_*),
-        C(_timescaledb_*)). The platform recreates those schemas, so the rows of C(auth.users) and
-        C(storage.objects) are not in such a backup; Supabase's own platform backups hold them.
-      - V(none) dumps every schema not excluded otherwise.
-    type: str
-    choices: [none, supabase]
-    default: none
   pg_bin_dir:
     description:
       - Directory of C(pg_dump), C(pg_restore) and C(pg_dumpall) to try first.
@@ -275,6 +263,13 @@ future:
   returned: always
   type: list
   elements: str
+report:
+  description: What the run report shows (the C(appcare.maintenance.maintenance_report) callback merges it) - the
+    C(backup) section with C(id), C(path), C(bytes), C(finished_at) and C(verified).
+  returned: success, not in check mode
+  type: dict
+  sample: {backup: {id: ims-20261123T020000Z, path: /var/backups/ims/ims-20261123T020000Z, bytes: 1234567,
+           finished_at: "2026-11-23T02:00:41.000000Z", verified: null}}
 client:
   description: The client tools used.
   returned: success

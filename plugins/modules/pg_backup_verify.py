@@ -218,6 +218,12 @@ verdict:
   returned: when a backup was found
   type: dict
   sample: {result: failed, level: restore, at: "2026-11-20T03:00:00.000000Z", records: 2}
+report:
+  description: What the run report shows (the C(appcare.maintenance.maintenance_report) callback merges it into
+    the C(backup) section) - C(id), and the verdict as C(verified) and C(verified_level).
+  returned: when a backup was verified
+  type: dict
+  sample: {backup: {id: ims-20261123T020000Z, verified: ok, verified_level: restore}}
 checks:
   description: Findings in the collection's uniform shape - C(backup_checksum), C(backup_catalog),
     C(backup_restore), C(backup_row_counts), C(backup_smoke_queries), C(restore_time), then with O(dest)

@@ -42,6 +42,7 @@ author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
   - appcare.maintenance.connection
+  - appcare.maintenance.schemas
 attributes:
   check_mode:
     support: full
@@ -65,16 +66,6 @@ options:
       - Unknown check names and a warning threshold beyond the critical one are rejected before connecting.
     type: dict
     default: {}
-  exclude_schemas:
-    description:
-      - Schemas whose objects are left out of the object-level checks (sequences, invalid indexes).
-      - Defaults to the schemas Supabase manages. C(pg_catalog), C(information_schema) and
-        C(pg_toast) are always left out. Set V([]) on a self-hosted server to check every schema.
-    type: list
-    elements: str
-    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
-              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
-              pgtle, topology, tiger, tiger_data]
   size_quota:
     description:
       - Size the database may grow to, such as the disk of your plan (V(8GB), V(500MB) or a number of
@@ -88,6 +79,7 @@ options:
     type: bool
     default: true
 notes:
+  - O(exclude_schemas) applies to the object-level checks (C(sequence_exhaustion), C(invalid_indexes)).
   - Thresholds are crossed when the value passes them strictly (C(>) for "larger is worse", C(<) for
     "smaller is worse").
   - The status order from best to worst is C(ok), C(unknown), C(warning), C(critical).
@@ -244,7 +236,6 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import (
     ALL_CHECKS,
     DEFAULT_THRESHOLDS,
-    SUPABASE_MANAGED_SCHEMAS,
     HealthCheck,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
@@ -252,6 +243,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
     connect_kwargs,
     connection_argument_spec,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
@@ -259,7 +251,7 @@ def main():
     argument_spec.update(
         checks=dict(type='list', elements='str', choices=ALL_CHECKS),
         thresholds=dict(type='dict', default={}),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
         size_quota=dict(type='str'),
         fail_on_unreachable=dict(type='bool', default=True),
     )

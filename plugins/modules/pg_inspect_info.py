@@ -43,6 +43,7 @@ author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
   - appcare.maintenance.connection
+  - appcare.maintenance.schemas
 attributes:
   check_mode:
     support: full
@@ -81,15 +82,8 @@ options:
         C(role_connections) (percent). Unknown names and keys are rejected.
     type: dict
     default: {}
-  exclude_schemas:
-    description:
-      - Schemas left out of every section. The default lists the schemas Supabase manages. System schemas are
-        always left out.
-    type: list
-    elements: str
-    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
-              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
-              pgtle, topology, tiger, tiger_data]
+notes:
+  - O(exclude_schemas) applies to every section that lists tables, indexes or foreign keys.
 seealso:
   - module: appcare.maintenance.metrics_history
   - module: appcare.maintenance.pg_health_info
@@ -167,6 +161,20 @@ metrics:
   type: dict
   sample: {database_size: 52117504, table_count: 3, connections: 4, cache_hit_ratio: 99.2, slow_queries: 0,
            dead_tuples: 120, largest_tables: {public.documents: 4579328}}
+report:
+  description:
+    - What this run adds to the run report of the P(appcare.maintenance.maintenance_report#callback) callback (the
+      callback's C(report) convention) - section C(metrics) (RV(metrics), merged into the target's metrics), or
+      nothing when no section measured any.
+  returned: always
+  type: dict
+  contains:
+    metrics:
+      description: RV(metrics).
+      returned: when RV(metrics) is not empty
+      type: dict
+  sample:
+    metrics: {database_size: 52117504, table_count: 3, connections: 4, cache_hit_ratio: 99.2}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -174,13 +182,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import review as RV
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
-from ansible_collections.appcare.maintenance.plugins.module_utils.maintenance import DB_ERRORS, error_text
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    DB_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
+    db_error_text,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
@@ -192,7 +201,7 @@ def main():
         unused_index_min_size=dict(type='str', default='0'),
         cache_min_blocks=dict(type='int', default=1000),
         thresholds=dict(type='dict', default={}),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
@@ -212,13 +221,13 @@ def main():
     try:
         with Session(params, 'appcare.maintenance.pg_inspect_info', read_only=True) as session:
             review = RV.Inspection(session, params, thresholds)
-            findings = review.run(selected)
+            findings = list(review.run(selected))
     except AppcareError as exc:
         module.fail_json(msg='pg_inspect_info: %s' % exc)
     except DB_ERRORS as exc:
-        module.fail_json(msg='pg_inspect_info: query failed: %s' % error_text(exc))
+        module.fail_json(msg='pg_inspect_info: query failed: %s' % db_error_text(exc, 'statement_timeout'))
     module.exit_json(changed=False, checks=findings, status=C.worst_status(findings), sections=review.data,
-                     metrics=review.metrics)
+                     metrics=review.metrics, report=dict(metrics=review.metrics) if review.metrics else {})
 
 
 if __name__ == '__main__':

@@ -89,11 +89,12 @@ notes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError
-from ansible_collections.appcare.maintenance.plugins.module_utils.maintenance import DB_ERRORS, error_text
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    DB_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
+    db_error_text,
 )
 
 try:
@@ -184,7 +185,7 @@ def main():
     except AppcareError as exc:
         module.fail_json(msg='pg_maintenance_roles: %s' % exc, changes=changes)
     except DB_ERRORS as exc:
-        module.fail_json(msg='pg_maintenance_roles: %s' % error_text(exc), changes=changes)
+        module.fail_json(msg='pg_maintenance_roles: %s' % db_error_text(exc, 'statement_timeout'), changes=changes)
     module.exit_json(changed=bool(changes), changes=changes, notes=notes)
 
 

@@ -48,6 +48,7 @@ author:
 extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.maintenance
+  - appcare.maintenance.schemas
 attributes:
   check_mode:
     support: full
@@ -89,15 +90,9 @@ options:
     type: str
     choices: [estimate, pgstattuple]
     default: estimate
-  exclude_schemas:
-    description:
-      - Schemas whose indexes are never picked automatically. The default lists the schemas Supabase manages.
-        System schemas are always excluded.
-    type: list
-    elements: str
-    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
-              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
-              pgtle, topology, tiger, tiger_data]
+notes:
+  - O(exclude_schemas) applies to the indexes picked automatically (invalid, leftover, bloated) and to the
+    C(invalid_indexes) finding; indexes listed in O(indexes) are rebuilt wherever they are.
 seealso:
   - module: appcare.maintenance.pg_vacuum
   - module: appcare.maintenance.pg_health_info
@@ -203,6 +198,28 @@ notes:
   type: list
   elements: str
   sample: []
+report:
+  description:
+    - What this run adds to the run report of the P(appcare.maintenance.maintenance_report#callback) callback (the
+      callback's C(report) convention) - section C(actions), appended to the target's maintenance actions.
+  returned: always
+  type: dict
+  contains:
+    actions:
+      description:
+        - RV(actions) with the keys the report keeps - C(index), C(table), C(operation), C(result), C(message),
+          C(seconds).
+      returned: always
+      type: list
+      elements: dict
+  sample:
+    actions:
+      - index: public.idx_applications_state
+        table: public.applications
+        operation: reindex
+        result: done
+        message: "rebuilt: 45.0 MB -> 16.9 MB"
+        seconds: 4.21
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -211,12 +228,12 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import checks 
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import reindex as R
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     connect_kwargs,
     connection_argument_spec,
     make_interruptible,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
@@ -227,7 +244,7 @@ def main():
         min_bloat_percent=dict(type='float', default=30),
         min_size=dict(type='str', default='10MB'),
         bloat_method=dict(type='str', default='estimate', choices=list(R.BLOAT_METHODS)),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

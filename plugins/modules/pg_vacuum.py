@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.maintenance
+  - appcare.maintenance.schemas
 attributes:
   check_mode:
     support: full
@@ -76,15 +77,9 @@ options:
       - A table needs at least this many modified rows since its last ANALYZE to be analysed for them.
     type: int
     default: 1000
-  exclude_schemas:
-    description:
-      - Schemas whose tables are never picked automatically. The default lists the schemas Supabase manages.
-        System schemas are always excluded.
-    type: list
-    elements: str
-    default: [auth, storage, realtime, _realtime, extensions, graphql, graphql_public, vault, pgsodium,
-              pgsodium_masks, supabase_functions, supabase_migrations, cron, net, pgbouncer, _analytics,
-              pgtle, topology, tiger, tiger_data]
+notes:
+  - O(exclude_schemas) applies to the tables picked automatically and to the C(dead_tuples) finding; tables listed
+    in O(tables) are processed wherever they are.
 seealso:
   - module: appcare.maintenance.pg_reindex
   - name: Routine vacuuming
@@ -172,6 +167,28 @@ status:
   returned: always
   type: str
   sample: ok
+report:
+  description:
+    - What this run adds to the run report of the P(appcare.maintenance.maintenance_report#callback) callback (the
+      callback's C(report) convention) - section C(actions), appended to the target's maintenance actions.
+  returned: always
+  type: dict
+  contains:
+    actions:
+      description:
+        - RV(actions) with the keys the report keeps - C(index) (always V(null) here), C(table), C(operation),
+          C(result), C(message), C(seconds).
+      returned: always
+      type: list
+      elements: dict
+  sample:
+    actions:
+      - index: null
+        table: public.applications
+        operation: vacuum
+        result: done
+        message: "vacuumed and analysed: dead tuples 48000 -> 0"
+        seconds: 0.412
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -180,12 +197,12 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import checks 
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import vacuum as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.health import SUPABASE_MANAGED_SCHEMAS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     connect_kwargs,
     connection_argument_spec,
     make_interruptible,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
@@ -198,7 +215,7 @@ def main():
         min_dead_tuples=dict(type='int', default=1000),
         analyze_percent=dict(type='float', default=10),
         min_modified_rows=dict(type='int', default=1000),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_MANAGED_SCHEMAS)),
+        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

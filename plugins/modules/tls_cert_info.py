@@ -18,7 +18,7 @@ description:
     database server is read exactly as a client sees it; C(smtp://host[:port]) and C(submission://host[:port])
     with STARTTLS; C(smtps://host[:port])."
   - "Findings per endpoint (object C(endpoint=<endpoint>)): C(tls_connection) (critical when the endpoint cannot
-    be reached or refuses TLS - for PostgreSQL, C(ssl = off)); C(days_left) (warning below 30, critical below 7,
+    be reached or refuses TLS - for PostgreSQL, C(ssl = off)); C(tls_expiry) (warning below 30, critical below 7,
     critical once expired); C(chain) (critical when it does not verify, with OpenSSL's reason);
     C(hostname) (critical when the certificate is not valid for the host)."
   - The certificate is read even when it does not verify (a first handshake accepts any certificate; a second
@@ -51,7 +51,9 @@ options:
     type: float
     default: 10
   thresholds:
-    description: Overrides of C(warning)/C(critical) for C(days_left).
+    description:
+      - Overrides of C(warning)/C(critical) for C(tls_expiry) (days).
+      - C(days_left), the earlier name of C(tls_expiry), is still accepted, with a deprecation warning.
     type: dict
     default: {}
 seealso:
@@ -73,7 +75,7 @@ EXAMPLES = r'''
     ca_path: /etc/ssl/internal-ca.pem
     server_name: db.internal
     thresholds:
-      days_left: {warning: 45, critical: 14}
+      tls_expiry: {warning: 45, critical: 14}
 '''
 
 RETURN = r'''
@@ -110,7 +112,7 @@ checks:
   type: list
   elements: dict
   sample:
-    - name: days_left
+    - name: tls_expiry
       status: warning
       value: 7.5
       unit: days
@@ -150,7 +152,8 @@ def main():
     if not T.HAS_CRYPTOGRAPHY:
         module.fail_json(msg=missing_required_lib('cryptography'))
     try:
-        thresholds = C.merge_thresholds(T.DEFAULT_THRESHOLDS, params['thresholds'])
+        overrides, renamed = C.renamed_thresholds(params['thresholds'], T.RENAMED_THRESHOLDS)
+        thresholds = C.merge_thresholds(T.DEFAULT_THRESHOLDS, overrides)
         for endpoint in params['endpoints']:
             T.parse_endpoint(endpoint)
         if params['ca_path'] and not os.path.isfile(params['ca_path']):
@@ -159,6 +162,8 @@ def main():
             raise ConfigurationError('timeout must be more than 0 seconds')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
+    for notice in renamed:
+        module.deprecate(notice, version='1.0.0', collection_name='appcare.maintenance')
 
     results = T.inspect_all(params['endpoints'], params['ca_path'], params['timeout'], params['server_name'])
     findings = []

@@ -149,9 +149,9 @@ def test_https_certificates(tls):
         {'name': 'self', 'url': tls['self'].url + '/health'},
     ], 'ca_path': tls['ca']})
     good = checks_of(result, 'good')
-    assert good['certificate']['status'] == 'ok' and good['certificate']['value'] > 360
+    assert good['tls_expiry']['status'] == 'ok' and good['tls_expiry']['value'] > 360 and 'certificate' not in good
     assert 'tls' in by_name(result)['good']['phases_ms']
-    expiring = checks_of(result, 'expiring')['certificate']
+    expiring = checks_of(result, 'expiring')['tls_expiry']
     assert expiring['status'] == 'critical' and 4 < expiring['value'] < 5.1
     self_signed = checks_of(result, 'self')['availability']
     assert self_signed['status'] == 'critical' and self_signed['phase'] == 'tls'
@@ -162,7 +162,12 @@ def test_https_certificates(tls):
     unverified = run_module('http_health_info', {'endpoints': [{'name': 'self', 'url': tls['self'].url + '/health'}],
                                                  'validate_certs': False})
     assert checks_of(unverified, 'self')['status']['status'] == 'ok'
-    assert checks_of(unverified, 'self')['certificate']['value'] > 360
+    assert checks_of(unverified, 'self')['tls_expiry']['value'] > 360
+    # the finding's earlier name still sets its thresholds, with a deprecation warning
+    renamed = run_module('http_health_info', {'endpoints': [{'name': 'good', 'url': tls['good'].url + '/health'}],
+                                              'ca_path': tls['ca'], 'thresholds': {'certificate': {'warning': 400}}})
+    assert checks_of(renamed, 'good')['tls_expiry']['status'] == 'warning'
+    assert 'thresholds.certificate is now thresholds.tls_expiry' in str(renamed['deprecations'])
 
 
 def test_supabase_preset_with_and_without_the_right_key(tmp_path):

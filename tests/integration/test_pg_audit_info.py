@@ -188,6 +188,20 @@ def test_object_hygiene_fires_and_clears(db):
     assert fired(dirty, 'extension_in_public', 'extension=pg_stat_statements')['status'] == 'warning'
 
 
+def test_functions_of_supabase_managed_schemas_are_not_linted(db):
+    # pgmq and _supavisor belong to the platform (the Supabase CLI's internal schemas), like auth
+    for schema in ('pgmq', '_supavisor'):
+        db.sql('CREATE SCHEMA %s' % schema)
+        db.sql('CREATE FUNCTION %s.send(int) RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT $1 $$' % schema)
+    checks = ['security_definer_search_path']
+    quiet(db.run(checks=checks), 'security_definer_search_path')
+    everything = db.run(checks=checks, exclude_schemas=[])
+    assert fired(everything, 'security_definer_search_path', 'function=pgmq.send(integer)')
+    assert fired(everything, 'security_definer_search_path', 'function=_supavisor.send(integer)')
+    patterned = db.run(checks=checks, exclude_schemas=['_*'])  # a wildcard, matched in SQL
+    assert [c['object'] for c in findings(patterned, 'security_definer_search_path')] == ['function=pgmq.send(integer)']
+
+
 # --- Supabase / PostgREST exposure --------------------------------------------------------------------
 
 SUPABASE_ROLES = ('anon', 'authenticated', 'service_role', 'authenticator')

@@ -279,6 +279,18 @@ def test_sequences_in_excluded_schemas_ignored(target):
     assert everything.check('sequence_exhaustion')['status'] == 'critical'
 
 
+def test_sequences_in_wildcard_excluded_schemas_ignored(target):
+    # timescaledb_* is a pattern of the Supabase list: matched in SQL, not compared as a name
+    target.sql('CREATE SCHEMA timescaledb_experimental')
+    target.sql('CREATE SEQUENCE timescaledb_experimental.job_id_seq AS integer')
+    target.sql("SELECT setval('timescaledb_experimental.job_id_seq', 2100000000)")
+    assert target.run(checks=['sequence_exhaustion']).check('sequence_exhaustion')['status'] == 'ok'
+    assert target.run(checks=['sequence_exhaustion'], exclude_schemas=['timescaledb_?xperimental']).check(
+        'sequence_exhaustion')['status'] == 'ok'
+    assert target.run(checks=['sequence_exhaustion'], exclude_schemas=['timescaledb']).check(
+        'sequence_exhaustion')['status'] == 'critical'
+
+
 def test_invalid_index_left_by_failed_concurrent_build(target):
     target.sql('CREATE TABLE applicants (email text)')
     target.sql("INSERT INTO applicants VALUES ('a@example.org'), ('a@example.org'), ('b@example.org')")
@@ -292,6 +304,32 @@ def test_invalid_index_left_by_failed_concurrent_build(target):
     assert finding['object'] == 'index=public.applicants_email_key'
     target.sql('DROP INDEX applicants_email_key')
     assert target.run(checks=['invalid_indexes']).check('invalid_indexes')['status'] == 'ok'
+
+
+def test_index_builds_in_progress_are_not_invalid_indexes_anywhere(target):
+    """A CREATE INDEX CONCURRENTLY and a REINDEX CONCURRENTLY waiting for a writer have invalid indexes (the new
+    index, the _ccnew copy) that are not failures: pg_health_info, pg_inspect_info and pg_reindex agree."""
+    for table in ('building', 'rebuilding'):
+        target.sql('CREATE TABLE %s (id int, email text)' % table)
+        target.sql("INSERT INTO %s SELECT g, 'x' || g FROM generate_series(1, 1000) g" % table)
+    target.sql('CREATE INDEX rebuilding_email ON rebuilding (email)')
+    writer = target.conn(autocommit=False)
+    with writer.cursor() as cur:  # an open writer: concurrent builds wait for it after creating their index
+        cur.execute("INSERT INTO building VALUES (0, 'open'); INSERT INTO rebuilding VALUES (0, 'open')")
+    target.start_async('CREATE INDEX CONCURRENTLY building_email ON building (email)')
+    target.start_async('REINDEX INDEX CONCURRENTLY rebuilding_email')
+    assert wait_until(lambda: target.sql(
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid "
+        "AND c.relname IN ('building_email', 'rebuilding_email_ccnew')")[0][0] == 2)
+    health = target.run(checks=['invalid_indexes']).check('invalid_indexes')
+    assert health['status'] == 'ok', health
+    inspect = target.run('pg_inspect_info', sections=['index_usage'])
+    assert inspect.check('invalid_index')['status'] == 'ok', inspect['checks']
+    assert inspect['sections']['index_usage']['invalid'] == []
+    plan = target.run('pg_reindex', check_mode=True)
+    assert plan.check('invalid_indexes')['status'] == 'ok', plan['checks']
+    assert plan['actions'] == [], plan['actions']
+    writer.rollback()
 
 
 def test_slow_queries(target):

@@ -85,6 +85,21 @@ def test_unused_duplicate_and_invalid_indexes(target):
     assert list(duplicates) == ['index=public.items_b_again'], duplicates
     assert result['sections']['index_usage']['duplicates'][0]['keep'] == 'public.items_b'
     assert list(by_object(result, 'invalid_index')) == ['index=public.items_email_key']
+    assert 'failed CREATE INDEX CONCURRENTLY' in by_object(result, 'invalid_index')['index=public.items_email_key']['message']
+
+
+def test_supabase_managed_schemas_are_left_out(target):
+    for schema in ('pgmq', '_supavisor', '_timescaledb_catalog'):
+        target.sql('CREATE SCHEMA %s' % schema)
+        target.sql('CREATE TABLE %s.queue (id int PRIMARY KEY)' % schema)
+    target.sql('CREATE TABLE public.jobs (id int PRIMARY KEY)')
+    result = target.run('pg_inspect_info', sections=['sizes'])
+    assert [t['table'] for t in result['sections']['sizes']['tables']] == ['public.jobs']
+    everything = target.run('pg_inspect_info', sections=['sizes'], exclude_schemas=[])
+    assert {t['table'] for t in everything['sections']['sizes']['tables']} == {
+        'public.jobs', 'pgmq.queue', '_supavisor.queue', '_timescaledb_catalog.queue'}
+    patterned = target.run('pg_inspect_info', sections=['sizes'], exclude_schemas=['_*'])
+    assert {t['table'] for t in patterned['sections']['sizes']['tables']} == {'public.jobs', 'pgmq.queue'}
 
 
 def test_foreign_key_without_index(target):

@@ -175,6 +175,20 @@ def test_exclusion_constraint_partitioned_and_excluded_schema_are_skipped_with_r
     assert all(a['result'] == 'done' and a['detail'].startswith('requested (partition of') for a in result['actions'])
 
 
+def test_indexes_of_supabase_managed_schemas_are_not_picked_for_bloat(target):
+    # pgmq and _supavisor were missing from the modules' list: their bloated indexes were planned for REINDEX
+    for schema in ('pgmq', '_supavisor', 'timescaledb_information'):
+        target.sql('CREATE SCHEMA %s' % schema)
+        target.sql('CREATE TABLE %s.q (id int PRIMARY KEY, code text) WITH (autovacuum_enabled = false)' % schema)
+        target.sql("INSERT INTO %s.q SELECT g, md5(g::text) FROM generate_series(1, 60000) g" % schema)
+        target.sql('DELETE FROM %s.q WHERE id %% 10 <> 0' % schema)
+        target.sql('VACUUM ANALYZE %s.q' % schema)
+    plan = target.run('pg_reindex', check_mode=True, min_size='1MB')
+    assert plan.rc == 0 and plan['actions'] == [], plan['actions']
+    patterned = target.run('pg_reindex', check_mode=True, min_size='1MB', exclude_schemas=['timescaledb_*', 'pg?q'])
+    assert [a['index'] for a in patterned['actions']] == ['_supavisor.q_pkey'], patterned['actions']
+
+
 def test_role_that_may_not_reindex_is_skipped_with_reason(target):
     bloat(target)
     target.sql("CREATE ROLE reindex_outsider LOGIN PASSWORD 'outsider-pw'")

@@ -166,6 +166,16 @@ def test_excluded_schema_is_left_alone_unless_listed(target):
     assert [a['result'] for a in listed['actions']] == ['done']
 
 
+def test_supabase_managed_schemas_are_left_alone(target):
+    target.sql('CREATE SCHEMA pgmq')
+    dead_table(target, table='pgmq.q_jobs')
+    plan = target.run('pg_vacuum', check_mode=True)
+    assert plan['actions'] == [] and plan.check('dead_tuples')['status'] == 'ok', plan['checks']
+    everything = target.run('pg_vacuum', check_mode=True, exclude_schemas=[])
+    assert [a['table'] for a in everything['actions']] == ['pgmq.q_jobs']
+    assert everything.check('dead_tuples')['status'] == 'warning'
+
+
 def test_second_concurrent_run_is_refused(target):
     dead_table(target)
     holder = target.conn()

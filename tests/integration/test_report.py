@@ -52,6 +52,24 @@ PLAYBOOK = '''\
         backup: "{{ backup.path }}"
         level: catalog
       when: inventory_hostname == 'app1'
+    - name: Review the sizes
+      appcare.maintenance.pg_inspect_info:
+        sections: [sizes]
+      register: review
+      when: inventory_hostname == 'app1'
+    - name: Keep the figures
+      appcare.maintenance.metrics_history:
+        dir: "{{ history_dir }}"
+        target: "{{ inventory_hostname }}"
+        metrics: "{{ review.metrics }}"
+      delegate_to: localhost
+      when: inventory_hostname == 'app1'
+    - name: Probe the application
+      appcare.maintenance.http_health_info:
+        endpoints:
+          - {name: hook, url: "{{ sink }}/hook"}
+      delegate_to: localhost
+      when: inventory_hostname == 'app1'
     - name: Alert
       appcare.maintenance.notify:
         target: "{{ inventory_hostname }}"
@@ -73,6 +91,7 @@ def inventory(tmp_path, server, dbname, sink):
     }
     common = {'ansible_connection': 'local', 'ansible_python_interpreter': '{{ ansible_playbook_python }}',
               'db_password': SUPERUSER_PASSWORD, 'backup_dir': str(tmp_path / 'backups'), 'sink': sink.url,
+              'history_dir': str(tmp_path / 'history'),
               'slack_path': SLACK_SECRET, 'hmac_secret': HMAC_SECRET, 'sms_token': SMS_TOKEN}
     path = tmp_path / 'hosts.json'
     path.write_text(json.dumps({'all': {'vars': common, 'hosts': hosts}}))
@@ -111,6 +130,10 @@ def test_report_files_summary_and_secrets(tmp_path, target, sink):
     assert app['backup']['verified'] == 'ok' and app['backup']['bytes'] > 0 and app['backup']['age_hours'] < 1
     assert app['kpis']['Database size']['value'] > 0
     assert {d['channel'] for d in app['deliveries']} == {'slack', 'hook', 'sms'} and all(d['ok'] for d in app['deliveries'])
+    # what the modules declared in their result's ``report``
+    assert app['metrics']['database_size'] > 0 and app['forecast']['metric'] == 'database_size'
+    assert app['chart'].endswith('.svg') and [e['name'] for e in app['endpoints']] == ['hook']
+    assert app['kpis']['Slowest endpoint']['value'] > 0 and 'endpoints' not in targets['down1']
     assert [s for s in latest['schedule'] if s['tier'] == 'daily'][0]['last_run']
     assert 'Check database health' in latest['tasks']
     dated = [p.name for p in reports.iterdir() if p.name.startswith('daily-')]
@@ -127,6 +150,7 @@ def test_report_files_summary_and_secrets(tmp_path, target, sink):
 def test_fail_on_makes_the_run_fail(tmp_path, target, sink):
     failed = run(tmp_path, target, sink, fail_on='critical')
     assert failed.returncode == 2 and 'fail_on=critical' in failed.stdout
+    assert 'app1 (database_size' in failed.stdout and 'down1 (connection' in failed.stdout  # names what tripped it
     assert (tmp_path / 'reports' / 'latest.json').exists()  # written before the run ends
 
 
@@ -144,6 +168,7 @@ def test_dashboard_renders_in_headless_chromium(tmp_path, target, sink):
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert 'down1' in dom.stdout and 'cannot connect to 127.0.0.1:1' in dom.stdout
     assert 'Backup status' in dom.stdout and 'app1' in dom.stdout
+    assert 'Trends' in dom.stdout and '<svg' in dom.stdout and 'Slowest endpoint' in dom.stdout
     console = [line for line in dom.stderr.splitlines() if 'CONSOLE' in line or 'Uncaught' in line]
     assert console == [], console
     artifacts = os.path.join(REPO_ROOT, 'tests', 'output')

@@ -165,6 +165,9 @@ def test_example_inventory_is_a_working_template():
     assert set(hostvars) == {'ims-supabase', 'crm-production'}
     assert hostvars['ims-supabase']['backup_preset'] == 'supabase'
     assert hostvars['crm-production']['appcare_db_name'] == 'crm'
+    for name, host in hostvars.items():  # verify-full checks the server against a CA file: every such target names one
+        if host['appcare_db_ssl_mode'] in ('verify-ca', 'verify-full'):
+            assert host.get('appcare_db_ca_cert'), '%s verifies the server without appcare_db_ca_cert' % name
     for tier in ('daily', 'weekly', 'monthly', 'quarterly', 'maintenance', 'setup_roles'):
         check = subprocess.run([os.path.join(bindir, 'ansible-playbook'), '-i', 'inventories/example', '--syntax-check',
                                 'playbooks/%s.yml' % tier, '-e', 'tier=daily'],

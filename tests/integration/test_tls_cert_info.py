@@ -48,10 +48,10 @@ def test_https_certificates(certs):
     assert cert['subject'] == 'CN=localhost' and cert['issuer'] == 'CN=appcare test CA'
     assert cert['san'] == ['localhost', '127.0.0.1'] and cert['key_type'] == 'EC (secp256r1)' and cert['key_size'] == 256
     assert cert['tls_version'] in ('TLSv1.2', 'TLSv1.3') and 199 < cert['days_left'] < 200.1
-    expiring = checks_of(result, endpoints['expiring'])['days_left']
+    expiring = checks_of(result, endpoints['expiring'])['tls_expiry']
     assert expiring['status'] == 'critical' and 4 < expiring['value'] < 5.1
     self_signed = checks_of(result, endpoints['self'])
-    assert self_signed['chain']['status'] == 'critical' and self_signed['days_left']['status'] == 'ok'
+    assert self_signed['chain']['status'] == 'critical' and self_signed['tls_expiry']['status'] == 'ok'
     assert 'self-signed' in self_signed['chain']['message'] or 'self signed' in self_signed['chain']['message']
     other = checks_of(result, endpoints['othername'])
     assert other['hostname']['status'] == 'critical' and 'db.example.org' in other['hostname']['message']
@@ -70,8 +70,14 @@ def test_thresholds_and_unreachable(certs):
     ca, servers = certs
     url = 'https://127.0.0.1:%d' % servers['good'].port
     result = run_module('tls_cert_info', {'endpoints': [url, 'https://127.0.0.1:1', 'https://no-such-host.invalid'],
-                                          'ca_path': ca.ca_file, 'thresholds': {'days_left': {'warning': 365}}})
-    assert checks_of(result, url)['days_left']['status'] == 'warning'
+                                          'ca_path': ca.ca_file, 'thresholds': {'tls_expiry': {'warning': 365}}})
+    assert checks_of(result, url)['tls_expiry']['status'] == 'warning'
+    assert not result.get('deprecations')
+    # the finding's earlier name still sets its thresholds, with a deprecation warning
+    renamed = run_module('tls_cert_info', {'endpoints': [url], 'ca_path': ca.ca_file,
+                                           'thresholds': {'days_left': {'warning': 365}}})
+    assert checks_of(renamed, url)['tls_expiry']['status'] == 'warning'
+    assert 'thresholds.days_left is now thresholds.tls_expiry' in str(renamed['deprecations'])
     closed = checks_of(result, 'https://127.0.0.1:1')['tls_connection']
     assert closed['status'] == 'critical' and 'cannot connect' in closed['message']
     nowhere = checks_of(result, 'https://no-such-host.invalid')['tls_connection']
@@ -161,7 +167,8 @@ def test_smtp_starttls(certs):
 @pytest.mark.parametrize('args, message', [
     ({'endpoints': ['ftp://example.org']}, 'not a supported endpoint'),
     ({'endpoints': ['https://example.org'], 'ca_path': '/nonexistent/ca.pem'}, 'ca_path /nonexistent/ca.pem does not exist'),
-    ({'endpoints': ['https://example.org'], 'thresholds': {'days_left': {'warning': 5, 'critical': 30}}}, 'warning threshold'),
+    ({'endpoints': ['https://example.org'], 'thresholds': {'tls_expiry': {'warning': 5, 'critical': 30}}}, 'warning threshold'),
+    ({'endpoints': ['https://example.org'], 'thresholds': {'days_left': {}, 'tls_expiry': {}}}, 'not both'),
 ])
 def test_bad_options_fail_clearly(args, message):
     result = run_module('tls_cert_info', args)

@@ -19,6 +19,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import pgclien
 from ansible_collections.appcare.maintenance.plugins.module_utils import store as S
 from ansible_collections.appcare.maintenance.plugins.module_utils.dump import _exit_reason, resolve_schemas
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 UTC = datetime.timezone.utc
 
@@ -212,7 +213,7 @@ SCHEMAS = ['auth', 'public', 'reporting', 'scratch', 'storage', 'timescaledb_x']
 
 
 def test_resolve_schemas_records_every_exclusion():
-    included, excluded = resolve_schemas(SCHEMAS, None, ['scr*'], D.SUPABASE_EXCLUDED_SCHEMAS)
+    included, excluded = resolve_schemas(SCHEMAS, None, ['scr*'], SUPABASE_SCHEMAS)
     assert included == ['public', 'reporting']
     assert excluded == [{'schema': 'auth', 'reason': 'preset supabase (auth)'},
                         {'schema': 'scratch', 'reason': 'exclude_schemas (scr*)'},

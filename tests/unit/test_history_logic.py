@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import xml.etree.ElementTree as ET
 
+from ansible_collections.appcare.maintenance.plugins.module_utils import files as F
 from ansible_collections.appcare.maintenance.plugins.module_utils import history as H
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
@@ -40,7 +41,9 @@ def test_forecast_without_quota_or_history():
 
 
 def test_safe_names_and_chart():
-    assert H.safe_name('ims/prod db') == 'ims_prod_db' and H.safe_name('') == 'target'
+    assert H.file_stem('ims/prod db') == 'ims_prod_db' and H.file_stem('') == 'target'
+    # one for one, unlike the backup directory rule (files.safe_name): existing history files keep their names
+    assert H.file_stem('_ims (prod)') == '_ims__prod_' and F.safe_name('_ims (prod)') == 'ims_prod'
     history = entries([100, 120, 140])
     result = H.forecast(history, 'database_size', 1000, 85, 3)
     svg = H.svg_chart(history, 'database_size', result, 'ims <prod>')

@@ -12,6 +12,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import bloat a
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import reindex as R
+from ansible_collections.appcare.maintenance.plugins.module_utils import schemas as S
 from ansible_collections.appcare.maintenance.plugins.module_utils import vacuum as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
@@ -36,9 +37,11 @@ def test_split_name_rejects(text):
 
 
 def test_qualified_quotes_only_where_needed():
-    assert M.qualified('public', 'idx_a') == 'public.idx_a'
-    assert M.qualified('Public', 'my idx') == '"Public"."my idx"'
-    assert M.qualified('s', '1st') == 's."1st"'
+    assert S.qualified('public', 'idx_a') == 'public.idx_a'
+    assert S.qualified('Public', 'my idx') == '"Public"."my idx"'
+    assert S.qualified('s', '1st') == 's."1st"'
+    assert S.qualified('app', 'say "hi"') == 'app."say ""hi"""'
+    assert S.qualified('app', 'na\u00efve') == 'app."na\u00efve"'  # quote_ident quotes every non-ASCII name
 
 
 @pytest.mark.parametrize('text, expected', [

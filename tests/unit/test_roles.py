@@ -2,18 +2,31 @@
 # Copyright: appcare.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every role: defaults and meta/argument_specs.yml agree, variables carry the role's prefix, and the role has a
-preflight, a README that lists every variable, and a molecule scenario of its own."""
+preflight, a README that lists every variable, and a molecule scenario of its own. The database connection is
+set once (the private role _connection) and applied only where a role runs a database module; the molecule
+scenarios state only what differs from the shared config."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import yaml
 
+from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import connection_argument_spec
 from modrunner import REPO_ROOT
 
-ROLES = sorted(os.listdir(os.path.join(REPO_ROOT, 'roles')))
+# The roles users run; a private role (leading underscore, as prometheus-community's _common) serves the others.
+ROLES = sorted(name for name in os.listdir(os.path.join(REPO_ROOT, 'roles')) if not name.startswith('_'))
+CONNECTION_ROLE = 'appcare.maintenance._connection'
+CONNECTION_DEFAULTS = {'group/appcare.maintenance.postgresql': '{{ _appcare_db_connection }}'}
+# module option <- inventory variable
+CONNECTION_VARIABLES = {
+    'login_host': 'appcare_db_host', 'login_port': 'appcare_db_port', 'login_unix_socket': 'appcare_db_unix_socket',
+    'login_user': 'appcare_db_user', 'login_password': 'appcare_db_password', 'login_db': 'appcare_db_name',
+    'ssl_mode': 'appcare_db_ssl_mode', 'ca_cert': 'appcare_db_ca_cert', 'connect_timeout': 'appcare_db_connect_timeout',
+}
 
 
 def load(*parts):
@@ -51,3 +64,110 @@ def test_preflight_readme_and_molecule_scenario(role):
     scenario = os.path.join(REPO_ROOT, 'molecule', role)
     for name in ('molecule.yml', 'converge.yml', 'verify.yml'):
         assert os.path.isfile(os.path.join(scenario, name)), 'molecule/%s/%s is missing' % (role, name)
+
+
+def postgresql_group():
+    return {'appcare.maintenance.' + name for name in load('meta', 'runtime.yml')['action_groups']['postgresql']}
+
+
+def task_items(tasks):
+    """Every task and block of a task list, nested blocks included."""
+    for task in tasks or []:
+        yield task
+        for key in ('block', 'rescue', 'always'):
+            yield from task_items(task.get(key))
+
+
+def dependencies(role):
+    return [dep['role'] if isinstance(dep, dict) else dep for dep in load('roles', role, 'meta', 'main.yml').get('dependencies') or []]
+
+
+def database_modules(role, filename):
+    """The modules of the postgresql action group that a task file of ``role`` runs."""
+    tasks = load('roles', role, 'tasks', filename)
+    return {key for task in task_items(tasks) for key in task if key in postgresql_group()}
+
+
+def test_the_connection_is_set_once():
+    connection = load('roles', '_connection', 'vars', 'main.yml')
+    assert list(connection) == ['_appcare_db_connection']
+    options = connection['_appcare_db_connection']
+    assert set(options) == set(CONNECTION_VARIABLES)
+    assert set(options) <= set(connection_argument_spec()), 'not an option of the database modules'
+    for option, variable in CONNECTION_VARIABLES.items():
+        assert re.match(r'^\{\{ %s \| default\(' % variable, options[option]), (option, options[option])
+    # and nowhere else: no role or playbook names a login option from the appcare_db_* variables by itself
+    for folder in ('roles', 'playbooks'):
+        for root, _dirs, files in os.walk(os.path.join(REPO_ROOT, folder)):
+            for name in files:
+                if name.endswith('.yml') and not root.endswith(os.path.join('_connection', 'vars')):
+                    with open(os.path.join(root, name)) as handle:
+                        text = handle.read()
+                    for option in ('login_host', 'login_port', 'login_db', 'ssl_mode', 'ca_cert'):
+                        assert not re.search(r'\b%s:' % option, text), '%s sets %s itself' % (name, option)
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_roles_apply_the_connection_where_they_run_database_modules(role):
+    """module_defaults wraps exactly the concerns that run a module of the postgresql action group, and a role
+    that has any depends on the private role, so it connects the same way on its own as in the tier playbooks."""
+    main = load('roles', role, 'tasks', 'main.yml')
+    wrapped, unwrapped = set(), set()
+    for item in main:
+        imports = [task['ansible.builtin.import_tasks'] for task in task_items([item])
+                   if 'ansible.builtin.import_tasks' in task]
+        if 'module_defaults' in item:
+            assert item['module_defaults'] == CONNECTION_DEFAULTS, item['name']
+            assert any(database_modules(role, name) for name in imports), \
+                '%s: module_defaults around no database module' % item['name']
+            wrapped.update(imports)
+        else:
+            unwrapped.update(imports)
+    for name in unwrapped:
+        assert not database_modules(role, name), '%s runs %s without the connection' % (name, database_modules(role, name))
+    for name in os.listdir(os.path.join(REPO_ROOT, 'roles', role, 'tasks')):
+        if name != 'main.yml':
+            assert all('module_defaults' not in task for task in task_items(load('roles', role, 'tasks', name))), name
+    assert (CONNECTION_ROLE in dependencies(role)) == bool(wrapped), dependencies(role)
+
+
+def test_the_connection_variables_are_documented_once():
+    with open(os.path.join(REPO_ROOT, 'README.md')) as handle:
+        readme = handle.read()
+    using_it = readme.split('## Using it', 1)[1].split('\n## ', 1)[0]
+    for option, variable in CONNECTION_VARIABLES.items():
+        assert re.search(r'^\| `%s` \| `%s` \|' % (variable, option), using_it, re.M), variable
+    for role in ROLES:
+        with open(os.path.join(REPO_ROOT, 'roles', role, 'README.md')) as handle:
+            text = handle.read()
+        assert 'Connection:' in text
+        if CONNECTION_ROLE in dependencies(role):
+            assert '`appcare_db_*`' in text and '(../../README.md#connection-variables)' in text, role
+        for variable in CONNECTION_VARIABLES.values():
+            assert '`%s`' % variable not in text, '%s lists %s again' % (role, variable)
+
+
+def test_molecule_scenarios_state_only_what_differs():
+    base = load('.config', 'molecule', 'config.yml')
+    scenarios = sorted(name for name in os.listdir(os.path.join(REPO_ROOT, 'molecule'))
+                       if os.path.isfile(os.path.join(REPO_ROOT, 'molecule', name, 'molecule.yml')))
+    assert scenarios == ROLES
+    ports = {}
+    for name in scenarios:
+        scenario = load('molecule', name, 'molecule.yml')
+        host = scenario['provisioner']['inventory']['host_vars']['instance']
+        assert list(host) == ['appcare_db_port'] and set(scenario) <= {'ansible', 'provisioner', 'scenario'}, name
+        ports[host['appcare_db_port']] = name
+        if 'ansible' in scenario:
+            assert scenario['ansible'] == {'playbooks': {'prepare': 'prepare.yml'}}, name
+            assert os.path.isfile(os.path.join(REPO_ROOT, 'molecule', name, 'prepare.yml')), name
+        sequence = (scenario.get('scenario') or base['scenario'])['test_sequence']
+        assert sequence != base['scenario']['test_sequence'] or 'scenario' not in scenario, name
+        # a role that changes something runs once in --check first; idempotence where a second run has nothing to do
+        if name == 'health_check':
+            assert 'check' not in sequence
+        else:
+            assert sequence.index('check') < sequence.index('converge'), name
+        if name in ('health_check', 'db_optimize', 'report'):
+            assert sequence.index('converge') < sequence.index('idempotence') < sequence.index('verify'), name
+    assert len(ports) == len(scenarios), 'two scenarios share a port'

@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright: appcare.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run report's self-contained HTML dashboard (inline CSS and SVG, no external assets, opens offline from
+disk), rendered on the controller from templates/dashboard.html.j2 with autoescaping.
+
+Controller-only (plugin_utils, not module_utils): it needs Jinja2, which ships with ansible-core on the
+controller but is never sent to targets. The template is a file next to this one; the collection loader
+imports this module from the collection's directory on disk - from a collection path and from a tarball
+installed with ansible-galaxy alike - so ``__file__`` locates it."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import report as RP
+
+TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'templates')
+TEMPLATE = 'dashboard.html.j2'
+COLORS = {C.CRITICAL: '#c0392b', C.WARNING: '#d68910', C.UNKNOWN: '#7f8c8d', C.OK: '#1e8449',
+          'unreachable': '#6c3483', 'failed': '#c0392b'}
+KPI_LABELS = [label for _name, label, _unit in RP.KPI_CHECKS] + ['Slowest endpoint']
+# An SVG document as metrics_history.svg_chart writes it: optional XML declaration, then the <svg> element.
+_SVG = re.compile(r'\A\s*(<\?xml[^>]*\?>\s*)?<svg[\s>]', re.IGNORECASE)
+
+_environment = None
+
+
+def quantity(value, unit):
+    """A value with its unit for a table cell: bytes in binary multiples, floats to two decimals, '' for None."""
+    if value is None:
+        return ''
+    if unit == 'bytes':
+        return C.human_bytes(value)
+    if isinstance(value, float):
+        value = round(value, 2)
+    return '%s %s' % (value, unit)
+
+
+def trusted_svg(svg):
+    """The one place the dashboard inserts markup unescaped: trend charts the collection's own metrics_history
+    drew (it escapes every text it writes into them). Anything that is not an SVG document stays escaped text."""
+    return Markup(svg) if isinstance(svg, str) and _SVG.match(svg) else svg
+
+
+def _rows(targets, section):
+    """(target, entry) for every dict in the list section ``section`` of each target; a module that reported
+    something else there is left out rather than break the page."""
+    return [(t['name'], entry) for t in targets if isinstance(t.get(section), list)
+            for entry in t[section] if isinstance(entry, dict)]
+
+
+def view(report, charts):
+    """What each section of the dashboard shows, from the report dict and ``charts`` (title -> SVG text)."""
+    targets = report['targets']
+    findings = []
+    for severity in RP.SEVERITY_ORDER:
+        rows = [(t['name'], c) for t in targets for c in t.get('checks', []) if c['status'] == severity]
+        if rows:
+            findings.append({'severity': severity, 'rows': rows, 'folded': severity == C.OK})
+    problems = []
+    for target in targets:
+        if target.get('unreachable'):
+            problems.append((target['name'], '(connection)', target['unreachable']))
+        problems.extend((target['name'], f['task'], f['msg']) for f in target.get('failures', []))
+    roles, others = RP.ran(report['tasks'])
+    parts = (['roles ' + ', '.join(roles)] if roles else []) + (['tasks ' + ', '.join(others[:20])] if others else [])
+    return {
+        'report': report,
+        'findings': findings,
+        'problems': problems,
+        'backups': [(t['name'], t['backup']) for t in targets if t.get('backup') and isinstance(t['backup'], dict)],
+        'kpi_labels': KPI_LABELS,
+        'kpi_rows': [(t['name'], [t['kpis'].get(label) for label in KPI_LABELS]) for t in targets],
+        'actions': _rows(targets, 'actions'),
+        'deliveries': _rows(targets, 'deliveries'),
+        'ran': '; '.join(parts) or 'no tasks',
+        'charts': [(title, trusted_svg(svg)) for title, svg in sorted(charts.items())],
+    }
+
+
+def environment():
+    global _environment  # pylint: disable=global-statement
+    if _environment is None:
+        env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=StrictUndefined,
+                          trim_blocks=True, lstrip_blocks=True,
+                          finalize=lambda value: '' if value is None else value)
+        env.filters.update(quantity=quantity, human_bytes=C.human_bytes)
+        env.globals.update(colors=COLORS, C=C)
+        _environment = env
+    return _environment
+
+
+def render_html(report, charts):
+    """A self-contained HTML dashboard of ``report``. ``charts`` maps a title to inline SVG text."""
+    return environment().get_template(TEMPLATE).render(**view(report, charts))
