@@ -34,18 +34,9 @@ class QueryError(AppcareError):
 
 
 def cause_text(exc):
-    """The cause of a failure on one line: the collection's own errors as raised, a database error as
-    PostgreSQL's message (psycopg2's ``pgerror``), an OS error with the file it concerns."""
+    """The cause of a failure on one line: the collection's own errors as raised, an OS error with the file it
+    concerns. (Database errors: ``postgres.db_error_text``; ``postgres.failure_message`` picks.)"""
     if isinstance(exc, OSError) and not isinstance(exc, AppcareError):
         where = exc.filename or ''
         return '%s%s' % ('%s: ' % where if where else '', exc.strerror or exc)
-    text = getattr(exc, 'pgerror', None) or str(exc)
-    return ' '.join(text.split())
-
-
-def failure_message(what, exc):
-    """The one shape of a module's failure message: ``invalid options: <cause>`` for options refused before any
-    work, ``<what> failed: <cause>`` for everything else."""
-    if isinstance(exc, ConfigurationError):
-        return 'invalid options: %s' % cause_text(exc)
-    return '%s failed: %s' % (what, cause_text(exc))
+    return ' '.join(str(exc).split())

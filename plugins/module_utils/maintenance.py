@@ -18,9 +18,10 @@ import zlib
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    DB_ERRORS,
+    HANDLED_ERRORS,
     Session,
     db_error_text,
+    failure_message,
     target_label,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter
@@ -414,10 +415,9 @@ def run_module(module, worker_class, result):
             finally:
                 worker.close()
                 lock.release()
-    except (AppcareError,) + DB_ERRORS as exc:
+    except HANDLED_ERRORS as exc:
         tidy()
-        module.fail_json(msg='%s: %s' % (kind, exc if isinstance(exc, AppcareError) else db_error_text(exc, 'statement_timeout')),
-                         **result)
+        module.fail_json(msg=failure_message(kind, exc), **result)
     for note in result.get('notes', []):
         module.warn(note)
     for action in result['actions']:

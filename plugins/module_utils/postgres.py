@@ -21,6 +21,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
     ConfigurationError,
     ConnectionFailure,
     DependencyError,
+    cause_text,
 )
 
 try:
@@ -193,6 +194,17 @@ class Session(object):
 # traceback.
 DB_ERRORS = (psycopg2.Error,) if HAS_PSYCOPG2 else ()
 HANDLED_ERRORS = (AppcareError, OSError) + DB_ERRORS
+
+
+def failure_message(what, exc, timeout_option='statement_timeout'):
+    """The one shape of a module's failure message: ``invalid options: <cause>`` for options refused before any
+    work, ``<what> failed: <cause>`` for everything else (a database error as PostgreSQL's message, naming
+    ``timeout_option`` when a statement was cancelled by it)."""
+    if isinstance(exc, ConfigurationError):
+        return 'invalid options: %s' % cause_text(exc)
+    if HAS_PSYCOPG2 and isinstance(exc, psycopg2.Error):
+        return '%s failed: %s' % (what, db_error_text(exc, timeout_option))
+    return '%s failed: %s' % (what, cause_text(exc))
 
 
 QUERY_CANCELED = '57014'

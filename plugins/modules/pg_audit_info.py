@@ -246,13 +246,13 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import access 
 from ansible_collections.appcare.maintenance.plugins.module_utils import audit as A
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    DB_ERRORS,
+    HANDLED_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
-    db_error_text,
+    failure_message,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
@@ -302,10 +302,8 @@ def main():
                     result[key] = audit.facts[key]
             result['checks'] = list(audit.findings)
             result['status'] = audit.findings.status
-    except AppcareError as exc:
-        module.fail_json(msg='pg_audit_info: %s' % exc)
-    except DB_ERRORS as exc:
-        module.fail_json(msg='pg_audit_info: query failed: %s' % db_error_text(exc, 'statement_timeout'))
+    except HANDLED_ERRORS as exc:
+        module.fail_json(msg=failure_message('security audit', exc))
     module.exit_json(**result)
 
 

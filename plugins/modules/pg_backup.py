@@ -293,11 +293,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import dump as D
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import failure_message
 from ansible_collections.appcare.maintenance.plugins.module_utils.pgclient import COMPRESSIONS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     HANDLED_ERRORS,
     connection_argument_spec,
+    failure_message,
     make_interruptible,
 )
 

@@ -241,10 +241,10 @@ status:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import failure_message
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     HANDLED_ERRORS,
     connection_argument_spec,
+    failure_message,
     make_interruptible,
 )
 

@@ -229,7 +229,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import (
-    AppcareError,
     ConfigurationError,
     ConnectionFailure,
 )
@@ -239,9 +238,11 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.health import 
     HealthCheck,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
+    HANDLED_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
+    failure_message,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
@@ -279,8 +280,8 @@ def main():
         down = C.finding('connection', C.CRITICAL, str(exc), unit='ms', warning=spec['warning'],
                          critical=spec['critical'], obj='db=%s' % params['login_db'])
         module.exit_json(changed=False, checks=[down], status=C.CRITICAL)
-    except AppcareError as exc:
-        module.fail_json(msg='health check failed: %s' % exc)
+    except HANDLED_ERRORS as exc:
+        module.fail_json(msg=failure_message('health check', exc))
     module.exit_json(**result)
 
 

@@ -181,13 +181,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import review as RV
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    DB_ERRORS,
+    HANDLED_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
-    db_error_text,
+    failure_message,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
@@ -222,10 +222,8 @@ def main():
         with Session(params, 'appcare.maintenance.pg_inspect_info', read_only=True) as session:
             review = RV.Inspection(session, params, thresholds)
             findings = list(review.run(selected))
-    except AppcareError as exc:
-        module.fail_json(msg='pg_inspect_info: %s' % exc)
-    except DB_ERRORS as exc:
-        module.fail_json(msg='pg_inspect_info: query failed: %s' % db_error_text(exc, 'statement_timeout'))
+    except HANDLED_ERRORS as exc:
+        module.fail_json(msg=failure_message('performance review', exc))
     module.exit_json(changed=False, checks=findings, status=C.worst_status(findings), sections=review.data,
                      metrics=review.metrics, report=dict(metrics=review.metrics) if review.metrics else {})
 

@@ -88,13 +88,12 @@ notes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    DB_ERRORS,
+    HANDLED_ERRORS,
     Session,
     connect_kwargs,
     connection_argument_spec,
-    db_error_text,
+    failure_message,
 )
 
 try:
@@ -182,10 +181,8 @@ def main():
                 name = params['%s_role' % kind]
                 if name:
                     ensure_role(session, module, name, params['%s_password' % kind], kind, databases, changes, notes)
-    except AppcareError as exc:
-        module.fail_json(msg='pg_maintenance_roles: %s' % exc, changes=changes)
-    except DB_ERRORS as exc:
-        module.fail_json(msg='pg_maintenance_roles: %s' % db_error_text(exc, 'statement_timeout'), changes=changes)
+    except HANDLED_ERRORS as exc:
+        module.fail_json(msg=failure_message('role setup', exc), changes=changes)
     module.exit_json(changed=bool(changes), changes=changes, notes=notes)
 
 
