@@ -89,7 +89,7 @@ def check_queries():
                              max='s.max_exec_time', order='s.mean_exec_time').replace('%s', '5')
     activity = H.ACTIVITY_SQL.format(lock_wait=H.LOCK_WAIT_14)  # the benchmark's server is PostgreSQL 18
     return [
-        ('connection', 'SELECT 1'),
+        ('database_connection', 'SELECT 1'),
         ('server', H.SERVER_SQL),
         ('connections_used', activity),
         ('long_running_queries', activity + " AND state = 'active'"),
@@ -101,10 +101,10 @@ def check_queries():
         ('sequence_exhaustion', H.SEQUENCES_SQL.replace('%%', '%').replace('%s', excluded)),
         ('replication_lag', H.REPLICATION_PRIMARY_SQL),
         ('replication_slots', H.SLOTS_SQL),
-        ('archiver', H.ARCHIVER_SQL),
+        ('wal_archiver', H.ARCHIVER_SQL),
         ('invalid_indexes', IX.INVALID_INDEXES_SQL.replace('%(exclude)s', excluded)
          .replace('%(copy)s', "'%s'" % IX.COPY_RE.pattern)),
-        ('checksum_failures', H.STATS_SQL),
+        ('data_checksum_failures', H.STATS_SQL),
         ('slow_queries', pgss),
     ]
 

@@ -10,7 +10,7 @@ in one invocation:
 
 * ours     -- the whole ``appcare.maintenance.pg_inspect_info`` review (all nine sections) run the way
               Ansible runs it (its own Python process, one session), with ``min_table_size: 0`` and
-              ``cache_min_blocks: 0`` so that every table and index goes through every section;
+              ``min_cache_blocks: 0`` so that every table and index goes through every section;
 * defaults -- the same with the module's default options (small tables left out of bloat, seq_scans
               and cache);
 * separate -- the same reports the way the Supabase CLI's ``inspect db`` commands produce them: one
@@ -319,7 +319,7 @@ def build(server, dbname, tables):
     time.sleep(1.5)  # let the backends flush their statistics (PostgreSQL 15+ flushes at most once a second)
 
 
-ALL_OBJECTS = {'min_table_size': '0', 'cache_min_blocks': 0}
+ALL_OBJECTS = {'min_table_size': '0', 'min_cache_blocks': 0}
 
 
 def run_ours(login, extra):
@@ -444,7 +444,7 @@ def main():
         print('target "growth no worse than linear": %s'
               % ('met' if not superlinear else 'MISSED (%s)' % ', '.join(superlinear)))
     if section_times:
-        print('\neach section alone at %d tables (min_table_size 0, cache_min_blocks 0; each run includes the '
+        print('\neach section alone at %d tables (min_table_size 0, min_cache_blocks 0; each run includes the '
               'process start and the first query), medians:' % max(sizes))
         for section, seconds in sorted(section_times.items(), key=lambda item: -item[1]):
             print('  %-14s %.3f s' % (section, seconds))

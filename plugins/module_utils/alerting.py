@@ -5,7 +5,7 @@
 delivery to Slack, generic webhooks (optionally HMAC-signed), SMS/chat text webhooks and e-mail.
 
 An alert is one finding at or above a rule's minimum severity, identified by target, check name and
-object. It is sent when it is new, when it changes severity, or when ``repeat_interval`` has passed since it
+object. It is sent when it is new, when it changes severity, or when ``repeat_minutes`` has passed since it
 was last sent; a finding that was alerted and is now below every rule's severity (or gone) is sent once as
 "resolved" to the channels that had it. Delivery failures are reported, never raised.
 """
@@ -200,7 +200,7 @@ def email_message(channel, title, alerts, resolved):
 
 def _post(channel, body, headers):
     response = open_url(channel['url'], data=body, headers=headers, method='POST', timeout=channel['timeout'],
-                        validate_certs=channel.get('validate_certs', True), ca_path=channel.get('ca_path'),
+                        validate_certs=channel.get('validate_certs', True), ca_path=channel.get('ca_cert'),
                         follow_redirects='none')
     return response.status
 
@@ -219,7 +219,7 @@ def deliver(channel, title, alerts, resolved, now, sleep=time.sleep):
               'ok': False, 'attempts': 0, 'error': None}
     context = None
     if channel['type'] == 'email':
-        context = client_context(verify=channel.get('validate_certs', True), ca_path=channel.get('ca_path'))
+        context = client_context(verify=channel.get('validate_certs', True), ca_cert=channel.get('ca_cert'))
     for attempt in range(channel['retries'] + 1):
         record['attempts'] = attempt + 1
         try:

@@ -30,7 +30,7 @@ XID_WRAP_LIMIT = 2 ** 31 - 1
 
 # name -> default thresholds, direction and unit. Checks absent here are judged by condition only.
 DEFAULT_THRESHOLDS = {
-    'connection': {'warning': 250, 'critical': 1000, 'direction': C.ABOVE, 'unit': 'ms'},
+    'database_connection': {'warning': 250, 'critical': 1000, 'direction': C.ABOVE, 'unit': 'ms'},
     'connections_used': {'warning': 80, 'critical': 95, 'direction': C.ABOVE, 'unit': 'percent'},
     'long_running_queries': {'warning': 60, 'critical': 300, 'direction': C.ABOVE, 'unit': 'seconds'},
     'idle_in_transaction': {'warning': 60, 'critical': 600, 'direction': C.ABOVE, 'unit': 'seconds'},
@@ -42,18 +42,21 @@ DEFAULT_THRESHOLDS = {
     'replication_lag': {'warning': 64 * MB, 'critical': 1 * GB, 'direction': C.ABOVE, 'unit': 'bytes'},
     'replication_slots': {'warning': 1 * GB, 'critical': 10 * GB, 'direction': C.ABOVE, 'unit': 'bytes'},
     'invalid_indexes': {'warning': 0, 'critical': None, 'direction': C.ABOVE, 'unit': 'count'},
-    'checksum_failures': {'warning': None, 'critical': 0, 'direction': C.ABOVE, 'unit': 'count'},
+    'data_checksum_failures': {'warning': None, 'critical': 0, 'direction': C.ABOVE, 'unit': 'count'},
     'slow_queries': {'warning': 2000, 'critical': None, 'direction': C.ABOVE, 'unit': 'ms'},
 }
 
+# Threshold names of earlier releases (the findings were renamed): accepted with a deprecation.
+RENAMED_THRESHOLDS = {'connection': 'database_connection', 'checksum_failures': 'data_checksum_failures'}
+
 ALL_CHECKS = [
-    'connection', 'connections_used', 'long_running_queries', 'idle_in_transaction', 'blocked_sessions',
+    'database_connection', 'connections_used', 'long_running_queries', 'idle_in_transaction', 'blocked_sessions',
     'cache_hit_ratio', 'database_size', 'xid_wraparound', 'sequence_exhaustion', 'replication_lag',
-    'replication_slots', 'archiver', 'invalid_indexes', 'checksum_failures', 'slow_queries',
+    'replication_slots', 'wal_archiver', 'invalid_indexes', 'data_checksum_failures', 'slow_queries',
 ]
 
 ACTIVITY_CHECKS = ('connections_used', 'long_running_queries', 'idle_in_transaction', 'blocked_sessions')
-STATS_CHECKS = ('cache_hit_ratio', 'checksum_failures')
+STATS_CHECKS = ('cache_hit_ratio', 'data_checksum_failures')
 
 MISSING_STATS_PRIVILEGE = ('role %s cannot see other roles\' sessions: grant it pg_monitor '
                            '(or pg_read_all_stats) to check this')
@@ -208,8 +211,8 @@ class HealthCheck(object):
         for name in ALL_CHECKS:
             if name not in selected:
                 continue
-            if name == 'connection':
-                results.append(self.check_connection(latency_ms))
+            if name == 'database_connection':
+                results.append(self.check_database_connection(latency_ms))
                 continue
             try:
                 results.append(getattr(self, 'check_' + name)())
@@ -260,8 +263,8 @@ class HealthCheck(object):
                 or (row['backend_type'] is None and row['usename'] is not None)]
 
     # -- the checks ------------------------------------------------------------------------------
-    def check_connection(self, latency_ms):
-        return self._judge('connection', round(latency_ms, 2),
+    def check_database_connection(self, latency_ms):
+        return self._judge('database_connection', round(latency_ms, 2),
                            'connected in %.0f ms; round trip {value} ms' % (self.session.connect_seconds * 1000.0),
                            obj=self._obj())
 
@@ -427,18 +430,18 @@ class HealthCheck(object):
                            % (top['slot_type'], top['slot_name'], C.human_bytes(top['retained_bytes']), len(inactive)),
                            obj='slot=%s' % top['slot_name'], slots=rows)
 
-    def check_archiver(self):
+    def check_wal_archiver(self):
         if self.server['archive_mode'] == 'off':
-            return C.finding('archiver', C.OK, 'WAL archiving is off', obj='server')
+            return C.finding('wal_archiver', C.OK, 'WAL archiving is off', obj='server')
         row = self.session.one(ARCHIVER_SQL)
         if row['failing']:
-            return C.finding('archiver', C.CRITICAL,
+            return C.finding('wal_archiver', C.CRITICAL,
                              'WAL archiving is failing: last failure on %s at %s, last success %s (%d failures since '
                              'statistics reset); check archive_command and the archive destination'
                              % (row['last_failed_wal'], row['last_failed_time'], row['last_archived_time'] or 'never',
                                 row['failed_count']),
                              value=row['failed_count'], unit='count', obj='server', archiver=row)
-        return C.finding('archiver', C.OK, 'WAL archiving works: %d segments archived, last %s at %s'
+        return C.finding('wal_archiver', C.OK, 'WAL archiving works: %d segments archived, last %s at %s'
                          % (row['archived_count'], row['last_archived_wal'], row['last_archived_time']),
                          value=row['failed_count'], unit='count', obj='server', archiver=row)
 
@@ -452,17 +455,17 @@ class HealthCheck(object):
                            obj='index=%s' % rows[0]['index'],
                            indexes=[dict((k, r[k]) for k in ('index', 'table', 'cause')) for r in rows])
 
-    def check_checksum_failures(self):
+    def check_data_checksum_failures(self):
         if not self.server['data_checksums']:
             # Off is the default before PostgreSQL 18: reporting "unknown" would mask real unknowns forever.
-            spec = self.thresholds['checksum_failures']
-            return C.finding('checksum_failures', C.OK, 'data checksums are disabled on this cluster, so page '
+            spec = self.thresholds['data_checksum_failures']
+            return C.finding('data_checksum_failures', C.OK, 'data checksums are disabled on this cluster, so page '
                              'corruption cannot be detected (enable them with pg_checksums while it is stopped)',
                              unit='count', warning=spec['warning'], critical=spec['critical'], obj='server',
                              data_checksums=False)
         st = self.stats()
         failures = st['checksum_failures'] or 0
-        return self._judge('checksum_failures', failures,
+        return self._judge('data_checksum_failures', failures,
                            '{value} data checksum failure(s) since statistics reset%s' % (
                                ', last at %s' % st['checksum_last_failure'] if failures else ''),
                            obj='server')

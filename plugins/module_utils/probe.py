@@ -27,13 +27,17 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BODY = 1024 * 1024  # bytes read for content checks; the rest is counted, not kept
+# Every finding of http_health_info is named http_<what>, except the certificate's tls_expiry (tls_cert_info's too).
+LATENCY = 'http_latency'
+ERROR_RATE = 'http_error_rate'
 DEFAULT_THRESHOLDS = {
-    'latency': {'warning': 500, 'critical': 3000, 'direction': C.ABOVE, 'unit': 'ms'},
-    'error_rate': {'warning': None, 'critical': 5, 'direction': C.ABOVE, 'unit': 'percent'},
+    LATENCY: {'warning': 500, 'critical': 3000, 'direction': C.ABOVE, 'unit': 'ms'},
+    ERROR_RATE: {'warning': None, 'critical': 5, 'direction': C.ABOVE, 'unit': 'percent'},
     T.EXPIRY: dict(T.DEFAULT_THRESHOLDS[T.EXPIRY]),
 }
-# Threshold names of earlier releases (the finding was called certificate here): accepted with a deprecation.
-RENAMED_THRESHOLDS = {'certificate': T.EXPIRY}
+# Threshold names of earlier releases (the findings were called certificate, latency and error_rate): accepted
+# with a deprecation.
+RENAMED_THRESHOLDS = {'certificate': T.EXPIRY, 'latency': LATENCY, 'error_rate': ERROR_RATE}
 
 
 class ProbeError(Exception):
@@ -246,36 +250,36 @@ def findings_for(result, endpoint, thresholds):
     found = []
     if not result['responses']:
         error = result['errors'][-1] if result['errors'] else {'message': 'no answer'}
-        found.append(C.finding('availability', C.CRITICAL, '%s is unavailable: %s' % (result['name'], error['message']),
+        found.append(C.finding('http_availability', C.CRITICAL, '%s is unavailable: %s' % (result['name'], error['message']),
                                value=0, unit='responses', obj=obj, phase=error.get('phase')))
         return found
-    found.append(C.finding('availability', C.OK, '%s answered %d of %d probe(s)' % (
+    found.append(C.finding('http_availability', C.OK, '%s answered %d of %d probe(s)' % (
         result['name'], result['responses'], result['samples']), value=result['responses'], unit='responses', obj=obj))
     unexpected = [s for s in result['status_codes'] if s not in endpoint['expected']]
     expected_text = ' or '.join(str(s) for s in endpoint['expected'])
     if not unexpected:
-        found.append(C.finding('status', C.OK, 'HTTP %s as expected' % result['status_codes'][-1], obj=obj,
+        found.append(C.finding('http_status', C.OK, 'HTTP %s as expected' % result['status_codes'][-1], obj=obj,
                                value=result['status_codes'][-1]))
     else:
         status = C.CRITICAL if len(unexpected) * 2 > len(result['status_codes']) else C.WARNING
-        found.append(C.finding('status', status, '%s answered HTTP %s, expected %s (%d of %d answers)' % (
+        found.append(C.finding('http_status', status, '%s answered HTTP %s, expected %s (%d of %d answers)' % (
             result['name'], unexpected[-1], expected_text, len(unexpected), len(result['status_codes'])),
             obj=obj, value=unexpected[-1]))
     if endpoint.get('body_regex') or endpoint.get('json'):
         if result['content_problems']:
-            found.append(C.finding('content', C.CRITICAL, '%s: %s' % (result['name'], '; '.join(result['content_problems'])),
+            found.append(C.finding('http_content', C.CRITICAL, '%s: %s' % (result['name'], '; '.join(result['content_problems'])),
                                    obj=obj, value=len(result['content_problems']), unit='count'))
         elif any(s in endpoint['expected'] for s in result['status_codes']):
-            found.append(C.finding('content', C.OK, 'content as expected', obj=obj, value=0, unit='count'))
-    latency = thresholds['latency']
+            found.append(C.finding('http_content', C.OK, 'content as expected', obj=obj, value=0, unit='count'))
+    latency = thresholds[LATENCY]
     value = result['latency_ms']['p95'] if result['samples'] > 1 else result['latency_ms']['max']
-    found.append(C.evaluate('latency', value, endpoint.get('latency_warning_ms', latency['warning']),
+    found.append(C.evaluate(LATENCY, value, endpoint.get('latency_warning_ms', latency['warning']),
                             endpoint.get('latency_critical_ms', latency['critical']), C.ABOVE, 'ms', obj,
                             '%s took {value} ms%s' % (result['name'], ' (p95 of %d)' % result['samples']
                                                       if result['samples'] > 1 else '')))
     if result['samples'] > 1:
-        rate = thresholds['error_rate']
-        found.append(C.evaluate('error_rate', result['error_rate'], rate['warning'], rate['critical'], C.ABOVE,
+        rate = thresholds[ERROR_RATE]
+        found.append(C.evaluate(ERROR_RATE, result['error_rate'], rate['warning'], rate['critical'], C.ABOVE,
                                 'percent', obj, '{value}%% of %d probes of %s failed' % (result['samples'],
                                                                                          result['name'])))
     if result['certificate_days_left'] is not None:

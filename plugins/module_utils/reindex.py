@@ -97,7 +97,7 @@ class Reindexer(M.Worker):
 
     def __init__(self, session, params, server_version_num):
         super().__init__(session, params, server_version_num)
-        self.min_size = C.parse_size(params['min_size'], 'min_size') or 0
+        self.min_index_size = C.parse_size(params['min_index_size'], 'min_index_size') or 0
         self.fates = {}  # copies this run could not drop: {name: (index rebuilt, who drops it)}
 
     # -- planning ---------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ class Reindexer(M.Worker):
 
         bloat_rows = [row for row in by_oid.values()
                       if row['valid'] and row['relkind'] == 'i' and row['method'] == 'btree'
-                      and row['size'] >= self.min_size and not self.exclude.excludes(row['schema'])
+                      and row['size'] >= self.min_index_size and not self.exclude.excludes(row['schema'])
                       and not is_leftover(row, by_table.get(row['table_oid'], []))]
         self._measure_bloat(bloat_rows + [row for row, reason in candidates if reason == 'requested'
                                           and row not in bloat_rows and row['method'] == 'btree'])

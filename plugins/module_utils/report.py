@@ -16,9 +16,9 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.files import w
 
 TIER_PERIODS = {'daily': 1, 'weekly': 7, 'monthly': 30, 'quarterly': 91}
 SEVERITY_ORDER = [C.CRITICAL, C.WARNING, C.UNKNOWN, C.OK]
-KPI_CHECKS = (('connection', 'DB latency', 'ms'), ('connections_used', 'Connections used', '%'),
+KPI_CHECKS = (('database_connection', 'DB latency', 'ms'), ('connections_used', 'Connections used', '%'),
               ('cache_hit_ratio', 'Cache hit', '%'), ('database_size', 'Database size', 'bytes'),
-              ('backup_age', 'Backup age', 'h'), ('restore_time', 'Restore time', 'min'))
+              ('backup_age', 'Backup age', 'h'), ('backup_restore_time', 'Restore time', 'min'))
 FAIL_ON = ('none', C.WARNING, C.CRITICAL)
 # Keys of a target the callback and build() own; a module's ``report`` cannot write them.
 RESERVED_SECTIONS = frozenset(('checks', 'failures', 'unreachable', 'name', 'status', 'counts', 'kpis'))

@@ -232,11 +232,11 @@ class Inspection(object):
         if not duplicates:
             self.findings.ok('duplicate_index', 'no duplicate indexes')
         for ix in invalid:
-            self.findings.add('invalid_index', C.WARNING, 'index %s is invalid (%s), still maintained on every write but '
+            self.findings.add('invalid_indexes', C.WARNING, 'index %s is invalid (%s), still maintained on every write but '
                               'never used; rebuild or drop it (appcare.maintenance.pg_reindex does)' % (ix['index'], ix['cause']),
                               obj='index=%s' % ix['index'])
         if not invalid:
-            self.findings.ok('invalid_index', 'no invalid indexes')
+            self.findings.ok('invalid_indexes', 'no invalid indexes')
 
     def _index_row(self, ix):
         return {'index': qualified(ix['schema'], ix['name']), 'table': qualified(ix['schema'], ix['table_name']),
@@ -391,7 +391,7 @@ class Inspection(object):
         rows = []
         for table in self.tables():
             reads = table['heap_hit'] + table['heap_read']
-            if reads < self.params['cache_min_blocks']:
+            if reads < self.params['min_cache_blocks']:
                 continue
             rows.append({'table': qualified(table['schema'], table['name']),
                          'hit_percent': round(100.0 * table['heap_hit'] / reads, 2), 'blocks_read': reads})
@@ -409,7 +409,7 @@ class Inspection(object):
         if not fired:
             self.findings.judge('table_cache_hit', min([r['hit_percent'] for r in rows] or [100.0]),
                                 'every table with %d or more block reads is served at least {value}%% from shared buffers'
-                                % self.params['cache_min_blocks'])
+                                % self.params['min_cache_blocks'])
 
     def section_connections(self):
         rows = self.session.query(CONNECTIONS_SQL)

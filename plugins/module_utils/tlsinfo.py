@@ -45,12 +45,12 @@ class TlsProbeError(Exception):
     """The endpoint could not be reached or does not speak TLS."""
 
 
-def client_context(verify=True, ca_path=None, check_hostname=True):
-    """The collection's one client-side SSL context: the system's CAs, or the bundle ``ca_path``.
+def client_context(verify=True, ca_cert=None, check_hostname=True):
+    """The collection's one client-side SSL context: the system's CAs, or the bundle ``ca_cert``.
 
     ``verify=False`` accepts any certificate for any name (to read a certificate that would not verify);
     ``check_hostname=False`` verifies the chain but leaves the name to the caller."""
-    context = ssl.create_default_context(cafile=ca_path) if ca_path else ssl.create_default_context()
+    context = ssl.create_default_context(cafile=ca_cert) if ca_cert else ssl.create_default_context()
     if not verify or not check_hostname:
         context.check_hostname = False
     if not verify:
@@ -214,7 +214,7 @@ def describe(der, host, now=None):
     }
 
 
-def inspect(text, ca_path, timeout, server_name=None):
+def inspect(text, ca_cert, timeout, server_name=None):
     """Everything about one endpoint's certificate; ``error`` set when it could not be read."""
     scheme, host, port = parse_endpoint(text)
     name = server_name or host
@@ -227,7 +227,7 @@ def inspect(text, ca_path, timeout, server_name=None):
         return result
     result.update(describe(der, name), tls_version=version, cipher=cipher)
     # The name is judged separately, so a name mismatch is not reported as a chain error.
-    strict = client_context(ca_path=ca_path, check_hostname=False)
+    strict = client_context(ca_cert=ca_cert, check_hostname=False)
     try:
         handshake(scheme, host, port, strict, timeout, name)
         result['chain_valid'] = True
@@ -250,22 +250,22 @@ def findings_for(result, thresholds):
                        'the certificate of %s (%s)' % (result['endpoint'], result['subject']), obj),
     ]
     if result['chain_valid']:
-        found.append(C.finding('chain', C.OK, 'the certificate chain of %s verifies (issuer %s)'
+        found.append(C.finding('tls_chain', C.OK, 'the certificate chain of %s verifies (issuer %s)'
                                % (result['endpoint'], result['issuer']), obj=obj))
     else:
-        found.append(C.finding('chain', C.CRITICAL, 'the certificate chain of %s does not verify: %s'
+        found.append(C.finding('tls_chain', C.CRITICAL, 'the certificate chain of %s does not verify: %s'
                                % (result['endpoint'], result['chain_error']), obj=obj))
     if result['hostname_matches']:
-        found.append(C.finding('hostname', C.OK, 'the certificate is valid for %s' % result['host'], obj=obj))
+        found.append(C.finding('tls_hostname', C.OK, 'the certificate is valid for %s' % result['host'], obj=obj))
     else:
-        found.append(C.finding('hostname', C.CRITICAL, 'the certificate of %s is not valid for %s (names: %s)'
+        found.append(C.finding('tls_hostname', C.CRITICAL, 'the certificate of %s is not valid for %s (names: %s)'
                                % (result['endpoint'], result['host'], ', '.join(result['san']) or result['subject']),
                                obj=obj))
     return found
 
 
-def inspect_all(endpoints, ca_path, timeout, server_name=None, max_workers=20):
+def inspect_all(endpoints, ca_cert, timeout, server_name=None, max_workers=20):
     """Inspect every endpoint concurrently; results in the order given."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(endpoints)))) as pool:
-        futures = [pool.submit(inspect, endpoint, ca_path, timeout, server_name) for endpoint in endpoints]
+        futures = [pool.submit(inspect, endpoint, ca_cert, timeout, server_name) for endpoint in endpoints]
         return [future.result() for future in futures]

@@ -286,7 +286,7 @@ class RestoreFailed(VerifyError):
 
 SCRATCH_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]{0,62}$')
 # Integrity decides a verification's result; these judge objectives and the store, not the backup.
-OBJECTIVES = ('restore_time', 'backup_future_dated', 'backup_age', 'backup_encryption')
+OBJECTIVES = ('backup_restore_time', 'backup_future_dated', 'backup_age', 'backup_encryption')
 
 
 def validate(params):
@@ -423,6 +423,6 @@ def _restore_and_check(params, path, manifest, client, result, decryptor, resolv
             'backup_smoke_queries', not failed, '; '.join('%s: %s' % (s['name'], s['message']) for s in failed) or
             'all %d smoke queries passed' % len(smoke), value=len(failed), unit='count', obj=obj, results=smoke))
     rto = params['rto_minutes']
-    findings.append(C.evaluate('restore_time', round(seconds / 60.0, 3), round(0.8 * rto, 3), rto, C.ABOVE,
+    findings.append(C.evaluate('backup_restore_time', round(seconds / 60.0, 3), round(0.8 * rto, 3), rto, C.ABOVE,
                                unit='minutes', obj='db=%s' % manifest.get('database'),
                                message='restore took {value} min (RTO %s min)' % rto))

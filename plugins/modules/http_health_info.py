@@ -17,13 +17,14 @@ description:
     redirects, counts the bytes and, for HTTPS, reads how many days the server certificate has left.
   - Only connection errors (refused, reset, timed out while connecting) are retried, O(retries) times. A name
     that does not resolve, a TLS failure or an HTTP error status is reported at once.
-  - "Findings per endpoint (object C(endpoint=<name>)): C(availability) (critical when no probe got an HTTP
-    answer, with the failing phase); C(status) (critical when most answers have an unexpected status, warning
-    when some do); C(content) (critical when O(endpoints[].body_regex) or O(endpoints[].json) do not match);
-    C(latency) in ms - the single probe, or the p95 of O(samples) probes - (warning above 500, critical above
-    3000, the seeds' API response targets); C(error_rate) in percent of failed probes, only with more than one
-    sample (critical above 5); C(tls_expiry) days the HTTPS certificate has left (warning below 30, critical
-    below 7, critical once expired) - the same finding as M(appcare.maintenance.tls_cert_info)'s."
+  - "Findings per endpoint (object C(endpoint=<name>)), named C(http_*) but for the certificate's: C(http_availability)
+    (critical when no probe got an HTTP answer, with the failing phase); C(http_status) (critical when most answers
+    have an unexpected status, warning when some do); C(http_content) (critical when O(endpoints[].body_regex) or
+    O(endpoints[].json) do not match); C(http_latency) in ms - the single probe, or the p95 of O(samples) probes -
+    (warning above 500, critical above 3000, the seeds' API response targets); C(http_error_rate) in percent of
+    failed probes, only with more than one sample (critical above 5); C(tls_expiry) days the HTTPS certificate has
+    left (warning below 30, critical below 7, critical once expired) - the same finding as
+    M(appcare.maintenance.tls_cert_info)'s."
   - "Supabase preset: with O(supabase_url) and O(supabase_key) the module also probes the project's REST API
     (C(GET /rest/v1/), PostgREST's OpenAPI description), Auth (C(GET /auth/v1/health), GoTrue's health
     endpoint), Storage (C(GET /storage/v1/bucket), the buckets the key may list), each of
@@ -93,7 +94,7 @@ options:
         description: Most redirects followed (default O(max_redirects)).
         type: int
       latency_warning_ms:
-        description: Latency warning threshold of this endpoint in ms (default the C(latency) threshold).
+        description: Latency warning threshold of this endpoint in ms (default the C(http_latency) threshold).
         type: float
       latency_critical_ms:
         description: Latency critical threshold of this endpoint in ms.
@@ -132,13 +133,15 @@ options:
     description: Verify HTTPS certificates and host names.
     type: bool
     default: true
-  ca_path:
+  ca_cert:
     description: A CA bundle (PEM) to verify HTTPS certificates with instead of the system's.
     type: path
   thresholds:
     description:
-      - Overrides of C(warning)/C(critical) for C(latency) (ms), C(error_rate) (percent) and C(tls_expiry) (days).
-      - C(certificate), the earlier name of C(tls_expiry), is still accepted, with a deprecation warning.
+      - Overrides of C(warning)/C(critical) for C(http_latency) (ms), C(http_error_rate) (percent) and C(tls_expiry)
+        (days).
+      - The earlier names C(latency), C(error_rate) and C(certificate) (now C(tls_expiry)) are still accepted, with a
+        deprecation warning.
     type: dict
     default: {}
   supabase_url:
@@ -221,7 +224,7 @@ checks:
   type: list
   elements: dict
   sample:
-    - name: latency
+    - name: http_latency
       status: ok
       value: 84.2
       unit: ms
@@ -300,7 +303,7 @@ def main():
             retries=dict(type='int', default=2),
             max_workers=dict(type='int', default=50),
             validate_certs=dict(type='bool', default=True),
-            ca_path=dict(type='path'),
+            ca_cert=dict(type='path'),
             thresholds=dict(type='dict', default={}),
             supabase_url=dict(type='str'),
             supabase_key=dict(type='str', no_log=True),
@@ -323,9 +326,9 @@ def main():
             given += P.supabase_endpoints(params['supabase_url'], params['supabase_key'],
                                           params['supabase_functions'], params['supabase_buckets'])
         endpoints = P.normalize(given, params)
-        if params['ca_path'] and not params['validate_certs']:
-            raise ConfigurationError('ca_path is given but validate_certs is false; nothing would be verified')
-        context = T.client_context(verify=params['validate_certs'], ca_path=params['ca_path'])
+        if params['ca_cert'] and not params['validate_certs']:
+            raise ConfigurationError('ca_cert is given but validate_certs is false; nothing would be verified')
+        context = T.client_context(verify=params['validate_certs'], ca_cert=params['ca_cert'])
     except (ConfigurationError, OSError) as exc:
         module.fail_json(msg='invalid options: %s' % exc)
     for notice in renamed:

@@ -12,15 +12,15 @@ short_description: Keep a target's figures over time and forecast when it reache
 version_added: 0.1.0
 description:
   - Appends one line of figures (usually the RV(appcare.maintenance.pg_inspect_info#module:metrics) of a review)
-    to the target's history - a JSON-lines file C(<dir>/<target>.jsonl) - and forecasts from the whole history.
+    to the target's history - a JSON-lines file C(<dest>/<target>.jsonl) - and forecasts from the whole history.
   - The forecast is a least-squares line through the O(metric) over time - its slope is the growth per day - and
-    the day that line reaches O(capacity_share) percent of O(quota) (85 % by default, the guides' capacity
+    the day that line reaches O(capacity_share) percent of O(size_quota) (85 % by default, the guides' capacity
     warning). Days are counted from the newest measurement. The result is the C(capacity) finding (warning
     below 90 days, critical below 30, critical once past the share); without enough history (O(min_points)) it
     is C(unknown) and says so; a shrinking or flat series is C(ok) (not growing); without a quota only the growth
     is reported.
   - Writes an SVG chart of the metric over time, with the forecast line and the capacity threshold, to
-    C(<dir>/<target>-<metric>.svg) (O(chart)); the run report embeds it.
+    C(<dest>/<target>-<metric>.svg) (O(chart)); the run report embeds it.
   - Run it where the history should live - usually the controller, with C(delegate_to) C(localhost).
   - A failed append (full disk, no permission) never fails the task - the module warns, returns
     RV(appended=false) with the reason, and still forecasts from the history it could read.
@@ -34,8 +34,8 @@ attributes:
     support: none
     description: Nothing to diff.
 options:
-  dir:
-    description: The history directory (created when missing).
+  dest:
+    description: The history directory the module writes (created when missing).
     type: path
     required: true
   target:
@@ -53,11 +53,11 @@ options:
     description: The figure to forecast.
     type: str
     default: database_size
-  quota:
+  size_quota:
     description: The capacity the forecast is judged against, such as V(8GB) (a Supabase plan's disk, a volume).
     type: str
   capacity_share:
-    description: The share of O(quota), in percent, the forecast counts the days to.
+    description: The share of O(size_quota), in percent, the forecast counts the days to.
     type: float
     default: 85
   min_points:
@@ -84,18 +84,18 @@ EXAMPLES = r'''
 
 - name: Append to the history and forecast against the plan's 8 GB disk
   appcare.maintenance.metrics_history:
-    dir: "{{ playbook_dir }}/../history"
+    dest: "{{ playbook_dir }}/../history"
     target: "{{ inventory_hostname }}"
     metrics: "{{ review.metrics }}"
-    quota: 8GB
+    size_quota: 8GB
   delegate_to: localhost
   register: capacity
 
 - name: Forecast only (nothing appended), stricter warning
   appcare.maintenance.metrics_history:
-    dir: /srv/appcare/history
+    dest: /srv/appcare/history
     target: ims-production
-    quota: 100GB
+    size_quota: 100GB
     thresholds:
       capacity: {warning: 180, critical: 60}
   delegate_to: localhost
@@ -187,12 +187,12 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.files import w
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            dir=dict(type='path', required=True),
+            dest=dict(type='path', required=True),
             target=dict(type='str', required=True),
             metrics=dict(type='dict'),
             at=dict(type='str'),
             metric=dict(type='str', default='database_size'),
-            quota=dict(type='str'),
+            size_quota=dict(type='str'),
             capacity_share=dict(type='float', default=85),
             min_points=dict(type='int', default=3),
             chart=dict(type='bool', default=True),
@@ -202,7 +202,7 @@ def main():
     )
     params = module.params
     try:
-        quota = C.parse_size(params['quota'], 'quota', allow_zero=False)
+        quota = C.parse_size(params['size_quota'], 'size_quota', allow_zero=False)
         if not 0 < params['capacity_share'] <= 100:
             raise ConfigurationError('capacity_share must be above 0 and at most 100, got %s' % params['capacity_share'])
         if params['min_points'] < 2:
@@ -216,7 +216,7 @@ def main():
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
 
-    directory = params['dir']
+    directory = params['dest']
     result = dict(changed=False, appended=False, history_file=H.history_path(directory, params['target']))
     if params['metrics'] and not module.check_mode:
         try:

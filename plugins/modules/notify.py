@@ -22,7 +22,7 @@ description:
     neither, optional login."
   - Deduplication with O(state_file) (on the host the module runs on - the controller, with
     C(delegate_to=localhost)). An alert (target, check, object) is sent when it is new, when its severity
-    changes, or when it is still open after O(repeat_interval); a finding that was alerted and no longer is (cleared or gone) is sent once
+    changes, or when it is still open after O(repeat_minutes); a finding that was alerted and no longer is (cleared or gone) is sent once
     as resolved to the channels that had it. Without O(state_file) every alert is sent every time.
   - Each delivery has a timeout and O(channels[].retries) retries with backoff (not for a 4xx answer other than
     429). A channel that fails is reported in RV(deliveries) and as a warning, and never fails the task, so alerting
@@ -129,7 +129,7 @@ options:
         description: Verify TLS certificates (https webhooks, SMTP TLS).
         type: bool
         default: true
-      ca_path:
+      ca_cert:
         description: CA bundle to verify TLS certificates with.
         type: path
   rules:
@@ -161,7 +161,7 @@ options:
   state_file:
     description: The deduplication state (JSON, written atomically with mode 0600).
     type: path
-  repeat_interval:
+  repeat_minutes:
     description: Minutes after which a still-open alert is sent again.
     type: int
     default: 720
@@ -176,7 +176,7 @@ EXAMPLES = r'''
     target: "{{ inventory_hostname }}"
     findings: "{{ health.checks + backup.checks | default([]) }}"
     state_file: "{{ playbook_dir }}/../reports/alert-state.json"
-    repeat_interval: 720
+    repeat_minutes: 720
     channels:
       - {name: oncall_mail, type: email, smtp_host: smtp.example.org, sender: ops@example.org,
          recipients: [oncall@example.org], username: ops@example.org, password: "{{ vault_smtp_password }}"}
@@ -255,7 +255,7 @@ def channel_options():
         retries=dict(type='int', default=2),
         retry_delay=dict(type='float', default=1),
         validate_certs=dict(type='bool', default=True),
-        ca_path=dict(type='path'),
+        ca_cert=dict(type='path'),
     )
 
 
@@ -284,15 +284,15 @@ def main():
             channels=dict(type='list', elements='dict', required=True, options=channel_options()),
             rules=dict(type='list', elements='dict', required=True, options=rule_options()),
             state_file=dict(type='path'),
-            repeat_interval=dict(type='int', default=720),
+            repeat_minutes=dict(type='int', default=720),
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
         AL.validate(params['channels'], params['rules'])
-        if params['repeat_interval'] < 0:
-            raise ConfigurationError('repeat_interval must be 0 or more minutes')
+        if params['repeat_minutes'] < 0:
+            raise ConfigurationError('repeat_minutes must be 0 or more')
         findings = []
         for index, finding in enumerate(params['findings']):
             if not isinstance(finding, dict) or 'name' not in finding or 'status' not in finding:
@@ -304,7 +304,7 @@ def main():
 
     now = utcnow()
     routed = AL.route(findings, params['rules'])
-    outgoing, resolved, decisions, new_state = AL.plan(routed, state, now, params['repeat_interval'] * 60)
+    outgoing, resolved, decisions, new_state = AL.plan(routed, state, now, params['repeat_minutes'] * 60)
     channels = dict((c['name'], c) for c in params['channels'])
     result = dict(changed=False, alerts=decisions, deliveries=[], failed_channels=[])
     if module.check_mode:

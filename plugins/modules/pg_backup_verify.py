@@ -97,7 +97,7 @@ options:
     default: []
   rto_minutes:
     description:
-      - Recovery-time objective for the database, in minutes. C(restore_time) warns above 80% of it and is
+      - Recovery-time objective for the database, in minutes. C(backup_restore_time) warns above 80% of it and is
         critical above it.
     type: float
     default: 60
@@ -226,7 +226,7 @@ report:
   sample: {backup: {id: ims-20261123T020000Z, verified: ok, verified_level: restore}}
 checks:
   description: Findings in the collection's uniform shape - C(backup_checksum), C(backup_catalog),
-    C(backup_restore), C(backup_row_counts), C(backup_smoke_queries), C(restore_time), then with O(dest)
+    C(backup_restore), C(backup_row_counts), C(backup_smoke_queries), C(backup_restore_time), then with O(dest)
     C(backup_future_dated), C(backup_age) and C(backup_encryption).
   returned: always
   type: list

@@ -14,7 +14,7 @@ description:
   - Checks one PostgreSQL server and database over a single read-only session and returns uniform
     findings (O(checks)) with the worst status.
   - "Checks and their default thresholds (a larger value is worse unless noted):
-    C(connection) round-trip latency in ms (warning 250, critical 1000);
+    C(database_connection) round-trip latency in ms (warning 250, critical 1000);
     C(connections_used) share of usable connections (max_connections minus reserved) in percent (80, 95);
     C(long_running_queries) longest active query in seconds (60, 300);
     C(idle_in_transaction) longest idle-in-transaction session in seconds (60, 600);
@@ -29,9 +29,9 @@ description:
     critical on a standby that is not streaming from its primary;
     C(replication_slots) WAL retained by the largest inactive slot in bytes (1 GiB, 10 GiB), critical when
     a slot lost WAL;
-    C(archiver) critical when WAL archiving is failing (no thresholds);
+    C(wal_archiver) critical when WAL archiving is failing (no thresholds);
     C(invalid_indexes) number of invalid indexes not being built right now (warning above 0);
-    C(checksum_failures) data checksum failures (critical above 0), C(ok) with a note when checksums are off;
+    C(data_checksum_failures) data checksum failures (critical above 0), C(ok) with a note when checksums are off;
     C(slow_queries) highest mean execution time of a statement in pg_stat_statements for the database,
     in ms (warning 2000), C(unknown) when the extension is not installed."
   - Works for a non-superuser role that has C(pg_monitor). A check the role cannot read comes back
@@ -56,14 +56,16 @@ options:
       - The checks to run. All of them by default.
     type: list
     elements: str
-    choices: [connection, connections_used, long_running_queries, idle_in_transaction, blocked_sessions,
+    choices: [database_connection, connections_used, long_running_queries, idle_in_transaction, blocked_sessions,
               cache_hit_ratio, database_size, xid_wraparound, sequence_exhaustion, replication_lag,
-              replication_slots, archiver, invalid_indexes, checksum_failures, slow_queries]
+              replication_slots, wal_archiver, invalid_indexes, data_checksum_failures, slow_queries]
   thresholds:
     description:
       - "Overrides of the default thresholds, as C({check_name: {warning: N, critical: N}})."
       - Either level may be left out (the default stays) or set to V(null) (that level never fires).
       - Unknown check names and a warning threshold beyond the critical one are rejected before connecting.
+      - The earlier names C(connection) (now C(database_connection)) and C(checksum_failures) (now
+        C(data_checksum_failures)) are still accepted, with a deprecation warning.
     type: dict
     default: {}
   size_quota:
@@ -74,7 +76,7 @@ options:
   fail_on_unreachable:
     description:
       - When V(true), a server that cannot be reached or refuses the login fails the task.
-      - When V(false), the module returns a C(critical) C(connection) finding instead, so a report can
+      - When V(false), the module returns a C(critical) C(database_connection) finding instead, so a report can
         show the target as down.
     type: bool
     default: true
@@ -103,7 +105,7 @@ EXAMPLES = r'''
   appcare.maintenance.pg_health_info:
     login_host: db.internal
     login_db: ims
-    checks: [connection, connections_used, blocked_sessions]
+    checks: [database_connection, connections_used, blocked_sessions]
     thresholds:
       connections_used: {warning: 70, critical: 90}
       blocked_sessions: {warning: 5}
@@ -166,7 +168,7 @@ checks:
       type: str
       sample: "83.5% of usable connections in use (162 of 194; max_connections 200 minus 6 reserved)"
   sample:
-    - name: connection
+    - name: database_connection
       status: ok
       value: 0.41
       unit: ms
@@ -235,6 +237,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 from ansible_collections.appcare.maintenance.plugins.module_utils.health import (
     ALL_CHECKS,
     DEFAULT_THRESHOLDS,
+    RENAMED_THRESHOLDS,
     HealthCheck,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
@@ -260,12 +263,15 @@ def main():
     params = module.params
 
     try:
-        thresholds = C.merge_thresholds(DEFAULT_THRESHOLDS, params['thresholds'])
+        overrides, renamed = C.renamed_thresholds(params['thresholds'], RENAMED_THRESHOLDS)
+        thresholds = C.merge_thresholds(DEFAULT_THRESHOLDS, overrides)
         size_quota = C.parse_size(params['size_quota'], 'size_quota', allow_zero=False)
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
     selected = params['checks'] or ALL_CHECKS
+    for notice in renamed:
+        module.deprecate(notice, version='1.0.0', collection_name='appcare.maintenance')
 
     try:
         with Session(params, 'appcare.maintenance.pg_health_info', read_only=True) as session:
@@ -276,8 +282,8 @@ def main():
     except ConnectionFailure as exc:
         if params['fail_on_unreachable']:
             module.fail_json(msg=str(exc))
-        spec = thresholds['connection']
-        down = C.finding('connection', C.CRITICAL, str(exc), unit='ms', warning=spec['warning'],
+        spec = thresholds['database_connection']
+        down = C.finding('database_connection', C.CRITICAL, str(exc), unit='ms', warning=spec['warning'],
                          critical=spec['critical'], obj='db=%s' % params['login_db'])
         module.exit_json(changed=False, checks=[down], status=C.CRITICAL)
     except HANDLED_ERRORS as exc:

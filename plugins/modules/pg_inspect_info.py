@@ -19,7 +19,7 @@ description:
     whose mean is above 2000 ms (warning), C(unknown) without the extension."
   - "C(index_usage) - unused indexes (no scan since the statistics reset; primary keys, unique and constraint
     indexes are never reported), duplicate indexes (same table, columns, operator classes, expressions and
-    predicate), invalid indexes; findings C(unused_index), C(duplicate_index), C(invalid_index) (warning)."
+    predicate), invalid indexes; findings C(unused_index), C(duplicate_index), C(invalid_indexes) (warning)."
   - "C(seq_scans) - tables of at least O(min_table_size) by rows read sequentially; finding C(seq_scans) when
     more than 50 % of a table's scans are sequential (warning)."
   - "C(sizes) - per table heap, indexes, TOAST and total, and the database total; finding C(database_size) (ok,
@@ -35,7 +35,7 @@ description:
   - "C(foreign_keys) - foreign keys without an index starting with their columns; finding
     C(unindexed_foreign_key) (warning) with the CREATE INDEX that fixes it."
   - "C(cache) - per-table share of heap block reads served from shared buffers, for tables with at least
-    O(cache_min_blocks) reads; finding C(table_cache_hit) below 90 % (warning)."
+    O(min_cache_blocks) reads; finding C(table_cache_hit) below 90 % (warning)."
   - "C(connections) - sessions per role and state, and per role against its connection limit; finding
     C(role_connections) (warning above 80 %, critical above 95 % of the role's limit)."
   - Supabase-managed schemas are left out by default (O(exclude_schemas)).
@@ -67,11 +67,11 @@ options:
         A size such as V(10MB) or a number of bytes.
     type: str
     default: 10MB
-  unused_index_min_size:
+  min_unused_index_size:
     description: Unused indexes smaller than this are not reported.
     type: str
     default: '0'
-  cache_min_blocks:
+  min_cache_blocks:
     description: Tables with fewer heap block reads than this are left out of C(cache).
     type: int
     default: 1000
@@ -102,10 +102,10 @@ EXAMPLES = r'''
 
 - name: Keep the figures and forecast the growth (on the controller)
   appcare.maintenance.metrics_history:
-    dir: "{{ playbook_dir }}/history"
+    dest: "{{ playbook_dir }}/history"
     target: "{{ inventory_hostname }}"
     metrics: "{{ review.metrics }}"
-    quota: 8GB
+    size_quota: 8GB
   delegate_to: localhost
 
 - name: Only the slow queries and unindexed foreign keys, top 5
@@ -198,8 +198,8 @@ def main():
         sections=dict(type='list', elements='str', choices=RV.SECTIONS),
         top_n=dict(type='int', default=20),
         min_table_size=dict(type='str', default='10MB'),
-        unused_index_min_size=dict(type='str', default='0'),
-        cache_min_blocks=dict(type='int', default=1000),
+        min_unused_index_size=dict(type='str', default='0'),
+        min_cache_blocks=dict(type='int', default=1000),
         thresholds=dict(type='dict', default={}),
         exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
     )
@@ -208,10 +208,10 @@ def main():
     try:
         if params['top_n'] < 1:
             raise ConfigurationError('top_n must be at least 1, got %s' % params['top_n'])
-        if params['cache_min_blocks'] < 0:
-            raise ConfigurationError('cache_min_blocks must be 0 or more, got %s' % params['cache_min_blocks'])
+        if params['min_cache_blocks'] < 0:
+            raise ConfigurationError('min_cache_blocks must be 0 or more, got %s' % params['min_cache_blocks'])
         params['_min_table_bytes'] = C.parse_size(params['min_table_size'], 'min_table_size')
-        params['_min_index_bytes'] = C.parse_size(params['unused_index_min_size'], 'unused_index_min_size') or 0
+        params['_min_index_bytes'] = C.parse_size(params['min_unused_index_size'], 'min_unused_index_size') or 0
         thresholds = C.merge_thresholds(RV.DEFAULT_THRESHOLDS, params['thresholds'])
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:

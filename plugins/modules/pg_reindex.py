@@ -17,7 +17,7 @@ description:
     (C(<name>_ccnew[N]) and C(<name>_ccold[N]) indexes that are invalid, or valid exact duplicates of another
     index), which are dropped with C(DROP INDEX CONCURRENTLY); invalid indexes (a failed
     C(CREATE INDEX CONCURRENTLY)) that are not being built right now; the indexes listed in O(indexes); and
-    btree indexes of at least O(min_size) whose bloat passes O(min_bloat_percent), largest waste first."
+    btree indexes of at least O(min_index_size) whose bloat passes O(min_bloat_percent), largest waste first."
   - "Skipped, each with its reason in RV(skipped_indexes): exclusion-constraint indexes (C(REINDEX CONCURRENTLY)
     does not support them), system catalogs, schemas in O(exclude_schemas), partitioned indexes (their
     partitions are rebuilt one by one), tables on which an index is being built, and indexes the login role
@@ -71,7 +71,7 @@ options:
       - Rebuild a btree index whose bloat (wasted share of its size) is above this percentage.
     type: float
     default: 30
-  min_size:
+  min_index_size:
     description:
       - Only indexes at least this large are judged by bloat (small indexes are cheap to scan and their
         estimates are noisy). A size such as V(10MB), V(512kB), V(1GB), or a number of bytes.
@@ -84,7 +84,7 @@ options:
         is as fresh as the last ANALYZE, and under-states the bloat of indexes with many duplicate keys
         (btree deduplication), never over-states it. C(pg_stats) shows a column only to roles that may read it;
         for other columns only fixed-width types (integers, timestamps, uuid) can be estimated.
-      - V(pgstattuple) measures the leaf density of each btree index of at least O(min_size) with
+      - V(pgstattuple) measures the leaf density of each btree index of at least O(min_index_size) with
         C(pgstatindex()) from the C(pgstattuple) extension. Exact, but it reads every page of those indexes.
         When the extension is not installed in the database the estimate is used and a warning says so.
     type: str
@@ -111,7 +111,7 @@ EXAMPLES = r'''
     indexes:
       - idx_applications_state
     min_bloat_percent: 30
-    min_size: 10MB
+    min_index_size: 10MB
     max_duration: 1800
   register: reindex
 
@@ -242,7 +242,7 @@ def main():
     argument_spec.update(
         indexes=dict(type='list', elements='str', default=[]),
         min_bloat_percent=dict(type='float', default=30),
-        min_size=dict(type='str', default='10MB'),
+        min_index_size=dict(type='str', default='10MB'),
         bloat_method=dict(type='str', default='estimate', choices=list(R.BLOAT_METHODS)),
         exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
     )
@@ -253,7 +253,7 @@ def main():
 
     try:
         M.validate_maintenance_params(params)
-        C.parse_size(params['min_size'], 'min_size')
+        C.parse_size(params['min_index_size'], 'min_index_size')
         if not 0 <= params['min_bloat_percent'] <= 100:
             raise ConfigurationError('min_bloat_percent must be between 0 and 100, got %s' % params['min_bloat_percent'])
         connect_kwargs(params, 'validation only')

@@ -12,15 +12,15 @@ short_description: Certificate expiry, chain and host name of HTTPS, PostgreSQL 
 version_added: 0.1.0
 description:
   - Reads the TLS certificate each endpoint presents and judges it - days left, whether the chain verifies
-    against the system's CAs (or O(ca_path)), whether it is valid for the host name.
+    against the system's CAs (or O(ca_cert)), whether it is valid for the host name.
   - "Endpoints: C(https://host[:port]) (or C(tls://) for any port that starts with TLS);
     C(postgresql://host[:port]) - PostgreSQL's SSLRequest preamble, then the handshake, so the certificate of a
     database server is read exactly as a client sees it; C(smtp://host[:port]) and C(submission://host[:port])
     with STARTTLS; C(smtps://host[:port])."
-  - "Findings per endpoint (object C(endpoint=<endpoint>)): C(tls_connection) (critical when the endpoint cannot
-    be reached or refuses TLS - for PostgreSQL, C(ssl = off)); C(tls_expiry) (warning below 30, critical below 7,
-    critical once expired); C(chain) (critical when it does not verify, with OpenSSL's reason);
-    C(hostname) (critical when the certificate is not valid for the host)."
+  - "Findings per endpoint (object C(endpoint=<endpoint>)), all named C(tls_*): C(tls_connection) (critical when
+    the endpoint cannot be reached or refuses TLS - for PostgreSQL, C(ssl = off)); C(tls_expiry) (warning below 30,
+    critical below 7, critical once expired); C(tls_chain) (critical when it does not verify, with OpenSSL's
+    reason); C(tls_hostname) (critical when the certificate is not valid for the host)."
   - The certificate is read even when it does not verify (a first handshake accepts any certificate; a second
     one verifies the chain), so an expired or self-signed certificate is still described.
 author:
@@ -40,7 +40,7 @@ options:
     type: list
     elements: str
     required: true
-  ca_path:
+  ca_cert:
     description: A CA bundle (PEM) to verify the chains with instead of the system's CAs.
     type: path
   server_name:
@@ -72,7 +72,7 @@ EXAMPLES = r'''
 - name: A private CA, with a longer warning period
   appcare.maintenance.tls_cert_info:
     endpoints: [postgresql://10.0.3.7]
-    ca_path: /etc/ssl/internal-ca.pem
+    ca_cert: /etc/ssl/internal-ca.pem
     server_name: db.internal
     thresholds:
       tls_expiry: {warning: 45, critical: 14}
@@ -141,7 +141,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             endpoints=dict(type='list', elements='str', required=True),
-            ca_path=dict(type='path'),
+            ca_cert=dict(type='path'),
             server_name=dict(type='str'),
             timeout=dict(type='float', default=10),
             thresholds=dict(type='dict', default={}),
@@ -156,8 +156,8 @@ def main():
         thresholds = C.merge_thresholds(T.DEFAULT_THRESHOLDS, overrides)
         for endpoint in params['endpoints']:
             T.parse_endpoint(endpoint)
-        if params['ca_path'] and not os.path.isfile(params['ca_path']):
-            raise ConfigurationError('ca_path %s does not exist' % params['ca_path'])
+        if params['ca_cert'] and not os.path.isfile(params['ca_cert']):
+            raise ConfigurationError('ca_cert %s does not exist' % params['ca_cert'])
         if params['timeout'] <= 0:
             raise ConfigurationError('timeout must be more than 0 seconds')
     except ConfigurationError as exc:
@@ -165,7 +165,7 @@ def main():
     for notice in renamed:
         module.deprecate(notice, version='1.0.0', collection_name='appcare.maintenance')
 
-    results = T.inspect_all(params['endpoints'], params['ca_path'], params['timeout'], params['server_name'])
+    results = T.inspect_all(params['endpoints'], params['ca_cert'], params['timeout'], params['server_name'])
     findings = []
     for result in results:
         findings.extend(T.findings_for(result, thresholds))

@@ -66,7 +66,7 @@ def test_healthy_endpoint_is_quiet_with_phases(app):
     assert result.rc == 0, result.raw
     assert result['status'] == 'ok' and result['changed'] is False
     found = checks_of(result, 'health')
-    assert set(found) == {'availability', 'status', 'content', 'latency'}
+    assert set(found) == {'http_availability', 'http_status', 'http_content', 'http_latency'}
     assert all(c['status'] == 'ok' for c in found.values()), found
     probe = by_name(result)['health']
     assert set(probe['phases_ms']) == {'dns', 'connect', 'ttfb', 'transfer'}
@@ -83,19 +83,19 @@ def test_slow_error_wrong_json_and_redirects(app):
         {'name': 'no_follow', 'url': app.url + '/r1', 'follow_redirects': False, 'status': 302},
     ]})
     assert result.rc == 0, result.raw
-    slow = checks_of(result, 'slow')['latency']
+    slow = checks_of(result, 'slow')['http_latency']
     assert slow['status'] == 'warning' and slow['value'] >= 700
-    error = checks_of(result, 'error')['status']
+    error = checks_of(result, 'error')['http_status']
     assert error['status'] == 'critical' and 'HTTP 500, expected 200' in error['message']
-    wrong = checks_of(result, 'wrong')['content']
+    wrong = checks_of(result, 'wrong')['http_content']
     assert wrong['status'] == 'critical'
     assert 'status is "degraded", expected "ok"' in wrong['message'] and 'db.missing is missing' in wrong['message']
     redirects = by_name(result)['redirects']
     assert redirects['redirects'] == [app.url + '/r2', app.url + '/health'] and redirects['status_codes'] == [200]
-    assert checks_of(result, 'redirects')['content']['status'] == 'ok'
-    loop = checks_of(result, 'loop')['availability']
+    assert checks_of(result, 'redirects')['http_content']['status'] == 'ok'
+    loop = checks_of(result, 'loop')['http_availability']
     assert loop['status'] == 'critical' and 'more than 3 redirects' in loop['message']
-    assert checks_of(result, 'no_follow')['status']['status'] == 'ok'
+    assert checks_of(result, 'no_follow')['http_status']['status'] == 'ok'
     assert result['status'] == 'critical'
 
 
@@ -105,9 +105,9 @@ def test_closed_port_and_unresolvable_name(app):
         {'name': 'closed', 'url': 'http://127.0.0.1:%d/health' % closed_port()},
         {'name': 'nowhere', 'url': 'http://no-such-host.invalid/health'},
     ], 'retries': 2})
-    closed = checks_of(result, 'closed')['availability']
+    closed = checks_of(result, 'closed')['http_availability']
     assert closed['status'] == 'critical' and closed['phase'] == 'connect'
-    nowhere = checks_of(result, 'nowhere')['availability']
+    nowhere = checks_of(result, 'nowhere')['http_availability']
     assert nowhere['status'] == 'critical' and nowhere['phase'] == 'dns' and 'cannot resolve' in nowhere['message']
     assert time.monotonic() - started < 20
 
@@ -124,10 +124,10 @@ def test_samples_error_rate_and_percentiles(app):
         {'name': 'flaky', 'url': app.url + '/flaky'},
         {'name': 'steady', 'url': app.url + '/health'}], 'samples': 8})
     flaky_checks = checks_of(result, 'flaky')
-    assert flaky_checks['error_rate']['value'] == 25.0 and flaky_checks['error_rate']['status'] == 'critical'
-    assert flaky_checks['status']['status'] == 'warning'  # 2 of 8 answers unexpected
+    assert flaky_checks['http_error_rate']['value'] == 25.0 and flaky_checks['http_error_rate']['status'] == 'critical'
+    assert flaky_checks['http_status']['status'] == 'warning'  # 2 of 8 answers unexpected
     steady = checks_of(result, 'steady')
-    assert steady['error_rate']['status'] == 'ok' and steady['error_rate']['value'] == 0
+    assert steady['http_error_rate']['status'] == 'ok' and steady['http_error_rate']['value'] == 0
     latency = by_name(result)['steady']['latency_ms']
     assert latency['p50'] <= latency['p95'] <= latency['max']
 
@@ -147,27 +147,30 @@ def test_https_certificates(tls):
         {'name': 'good', 'url': tls['good'].url + '/health'},
         {'name': 'expiring', 'url': tls['expiring'].url + '/health'},
         {'name': 'self', 'url': tls['self'].url + '/health'},
-    ], 'ca_path': tls['ca']})
+    ], 'ca_cert': tls['ca']})
     good = checks_of(result, 'good')
     assert good['tls_expiry']['status'] == 'ok' and good['tls_expiry']['value'] > 360 and 'certificate' not in good
     assert 'tls' in by_name(result)['good']['phases_ms']
     expiring = checks_of(result, 'expiring')['tls_expiry']
     assert expiring['status'] == 'critical' and 4 < expiring['value'] < 5.1
-    self_signed = checks_of(result, 'self')['availability']
+    self_signed = checks_of(result, 'self')['http_availability']
     assert self_signed['status'] == 'critical' and self_signed['phase'] == 'tls'
     assert 'certificate' in self_signed['message']
 
     system_only = run_module('http_health_info', {'endpoints': [{'name': 'good', 'url': tls['good'].url + '/health'}]})
-    assert checks_of(system_only, 'good')['availability']['status'] == 'critical'  # our CA is not the system's
+    assert checks_of(system_only, 'good')['http_availability']['status'] == 'critical'  # our CA is not the system's
     unverified = run_module('http_health_info', {'endpoints': [{'name': 'self', 'url': tls['self'].url + '/health'}],
                                                  'validate_certs': False})
-    assert checks_of(unverified, 'self')['status']['status'] == 'ok'
+    assert checks_of(unverified, 'self')['http_status']['status'] == 'ok'
     assert checks_of(unverified, 'self')['tls_expiry']['value'] > 360
-    # the finding's earlier name still sets its thresholds, with a deprecation warning
+    # the findings' earlier names still set their thresholds, with a deprecation warning
     renamed = run_module('http_health_info', {'endpoints': [{'name': 'good', 'url': tls['good'].url + '/health'}],
-                                              'ca_path': tls['ca'], 'thresholds': {'certificate': {'warning': 400}}})
+                                              'ca_cert': tls['ca'], 'thresholds': {'certificate': {'warning': 400},
+                                                                                   'latency': {'warning': 0.001}}})
     assert checks_of(renamed, 'good')['tls_expiry']['status'] == 'warning'
+    assert checks_of(renamed, 'good')['http_latency']['status'] == 'warning'
     assert 'thresholds.certificate is now thresholds.tls_expiry' in str(renamed['deprecations'])
+    assert 'thresholds.latency is now thresholds.http_latency' in str(renamed['deprecations'])
 
 
 def test_supabase_preset_with_and_without_the_right_key(tmp_path):
@@ -196,15 +199,15 @@ def test_supabase_preset_with_and_without_the_right_key(tmp_path):
         assert names == ['supabase_rest', 'supabase_auth', 'supabase_storage', 'supabase_function_send-reminders',
                          'supabase_bucket_documents', 'supabase_bucket_photos']
         for name in names[:-1]:
-            assert checks_of(result, name)['status']['status'] == 'ok', checks_of(result, name)
-        assert checks_of(result, 'supabase_bucket_photos')['status']['status'] == 'critical'  # 404
+            assert checks_of(result, name)['http_status']['status'] == 'ok', checks_of(result, name)
+        assert checks_of(result, 'supabase_bucket_photos')['http_status']['status'] == 'critical'  # 404
         function_call = [r for r in project.requests if r['path'] == '/functions/v1/send-reminders'][0]
         assert function_call['method'] == 'POST' and function_call['body'] == b'{}'
         assert key not in result.raw, 'the key leaked into the output'
 
         wrong = run_module('http_health_info', dict(args, supabase_key='sb_publishable_wrong-key-1234567890'))
         for name in ('supabase_rest', 'supabase_auth', 'supabase_storage'):
-            assert 'HTTP 401' in checks_of(wrong, name)['status']['message']
+            assert 'HTTP 401' in checks_of(wrong, name)['http_status']['message']
         sent = project.requests[-1]['headers']
         assert sent['apikey'] == 'sb_publishable_wrong-key-1234567890' and 'Authorization' not in sent
         assert 'sb_publishable_wrong-key-1234567890' not in wrong.raw
@@ -227,7 +230,7 @@ def test_secret_headers_never_appear_even_with_verbose_output(app):
     ({'endpoints': [{'url': 'http://a/', 'body_regex': '('}]}, 'not a regular expression'),
     ({'endpoints': [{'url': 'http://a/', 'latency_warning_ms': 900, 'latency_critical_ms': 100}]}, 'warning threshold'),
     ({'endpoints': [{'url': 'http://a/', 'surprise': 1}]}, 'surprise'),
-    ({'endpoints': [{'url': 'http://a/'}], 'thresholds': {'latency': {'warning': 'fast'}}}, 'must be a number'),
+    ({'endpoints': [{'url': 'http://a/'}], 'thresholds': {'http_latency': {'warning': 'fast'}}}, 'must be a number'),
 ])
 def test_bad_options_fail_clearly(args, message):
     result = run_module('http_health_info', args)

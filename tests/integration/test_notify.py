@@ -86,7 +86,7 @@ def channels(sink, smtp=None, **overrides):
     ]
     if smtp is not None:
         result.append({'name': 'mail', 'type': 'email', 'smtp_host': '127.0.0.1', 'smtp_port': smtp.port,
-                       'security': 'starttls', 'username': 'ops', 'password': SMTP_PASSWORD, 'ca_path': smtp.ca,
+                       'security': 'starttls', 'username': 'ops', 'password': SMTP_PASSWORD, 'ca_cert': smtp.ca,
                        'sender': 'ops@example.org', 'recipients': ['oncall@example.org']})
     for channel in result:
         channel.update(overrides.get(channel['name'], {}))
@@ -160,7 +160,7 @@ def test_dedup_repeat_and_resolved_across_three_runs(sink, tmp_path):
     second = run_module('notify', dict(args, findings=[CRITICAL, WARNING]))
     assert [a['sent'] for a in second['alerts']] == [False, False]
     assert second['deliveries'] == [] and second['changed'] is False
-    assert len(received(sink, SLACK_PATH)) == 1, 'an open alert was sent again before repeat_interval'
+    assert len(received(sink, SLACK_PATH)) == 1, 'an open alert was sent again before repeat_minutes'
 
     third = run_module('notify', dict(args, findings=[dict(WARNING, status='ok'), CRITICAL]))
     resolved = [a for a in third['alerts'] if a['status'] == 'resolved']
@@ -171,7 +171,7 @@ def test_dedup_repeat_and_resolved_across_three_runs(sink, tmp_path):
     saved = json.load(open(state))
     assert list(saved['alerts']) == ['ims|backup_age|db=ims']
 
-    repeat = run_module('notify', dict(args, findings=[CRITICAL], repeat_interval=0))
+    repeat = run_module('notify', dict(args, findings=[CRITICAL], repeat_minutes=0))
     assert repeat['alerts'][0]['reason'] == 'still open after the repeat interval'
     assert len(received(sink, '/hook')) == 2
 

@@ -52,7 +52,7 @@ def manifest_of(path):
     ('checksum', ['backup_checksum'] + STORE),
     ('catalog', ['backup_checksum', 'backup_catalog'] + STORE),
     ('restore', ['backup_checksum', 'backup_catalog', 'backup_restore', 'backup_row_counts', 'backup_smoke_queries',
-                 'restore_time'] + STORE),
+                 'backup_restore_time'] + STORE),
 ])
 def test_good_backup_verifies_at_every_level(backed_up, level, names):
     target, dest, backup = backed_up
@@ -187,7 +187,7 @@ def test_objectives_fire_without_failing_the_backup(backed_up):
     target, dest, _backup = backed_up
     time.sleep(1.0)
     result = verify(target, dest=str(dest), level='restore', rto_minutes=0.0001, rpo_hours=0.0001)
-    assert result.check('restore_time')['status'] == 'critical'
+    assert result.check('backup_restore_time')['status'] == 'critical'
     assert result.check('backup_age')['status'] == 'critical'
     assert result['result'] == 'ok'  # integrity is fine; the objectives are missed
     quiet = verify(target, dest=str(dest), level='checksum')

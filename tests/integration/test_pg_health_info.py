@@ -25,7 +25,7 @@ def test_healthy_database_is_quiet_and_read_only(target):
     assert result.rc == 0, result.raw
     assert result['changed'] is False
     names = [c['name'] for c in result['checks']]
-    assert names[0] == 'connection' and len(names) == 15
+    assert names[0] == 'database_connection' and len(names) == 15
     quiet = {c['name']: c['status'] for c in result['checks'] if c['name'] != 'cache_hit_ratio'}
     assert set(quiet.values()) == {'ok'}, result['checks']
     assert result['server']['database'] == target.dbname
@@ -42,11 +42,15 @@ def test_checks_option_selects_a_subset(target):
 # --- connection -----------------------------------------------------------------------------------
 
 def test_connection_latency_judged_against_threshold(target):
-    quiet = target.run(checks=['connection'])
-    assert quiet.check('connection')['status'] == 'ok' and quiet.check('connection')['value'] > 0
-    fired = target.run(checks=['connection'], thresholds={'connection': {'warning': 0.0001, 'critical': 1000}})
-    assert fired.check('connection')['status'] == 'warning'
-    assert 'warning threshold: above 0.0001' in fired.check('connection')['message']
+    quiet = target.run(checks=['database_connection'])
+    assert quiet.check('database_connection')['status'] == 'ok' and quiet.check('database_connection')['value'] > 0
+    fired = target.run(checks=['database_connection'],
+                       thresholds={'database_connection': {'warning': 0.0001, 'critical': 1000}})
+    assert fired.check('database_connection')['status'] == 'warning'
+    assert 'warning threshold: above 0.0001' in fired.check('database_connection')['message']
+    renamed = target.run(checks=['database_connection'], thresholds={'connection': {'warning': 0.0001}})
+    assert renamed.check('database_connection')['status'] == 'warning'
+    assert 'thresholds.connection is now thresholds.database_connection' in str(renamed['deprecations'])
 
 
 def test_unreachable_server_fails_with_specific_message(server):
@@ -62,8 +66,8 @@ def test_unreachable_server_as_critical_finding(server):
     result = run_module('pg_health_info', dict(server.login_args(), login_port=port, fail_on_unreachable=False))
     assert result.rc == 0 and not result.failed
     assert result['status'] == 'critical'
-    assert result.check('connection')['status'] == 'critical'
-    assert '127.0.0.1:%d' % port in result.check('connection')['message']
+    assert result.check('database_connection')['status'] == 'critical'
+    assert '127.0.0.1:%d' % port in result.check('database_connection')['message']
 
 
 def test_wrong_password_fails_without_leaking_it(server):
@@ -85,7 +89,7 @@ def test_unknown_database_fails(server):
 def test_password_from_pgpassword_environment(server):
     args = server.login_args()
     del args['login_password']
-    result = run_module('pg_health_info', dict(args, checks=['connection']),
+    result = run_module('pg_health_info', dict(args, checks=['database_connection']),
                         env={'PGPASSWORD': SUPERUSER_PASSWORD})
     assert result.rc == 0, result.raw
     assert SUPERUSER_PASSWORD not in result.raw
@@ -94,9 +98,9 @@ def test_password_from_pgpassword_environment(server):
 def test_connect_over_unix_socket(server):
     args = server.login_args()
     del args['login_host']
-    result = run_module('pg_health_info', dict(args, login_unix_socket=server.base_dir, checks=['connection']))
+    result = run_module('pg_health_info', dict(args, login_unix_socket=server.base_dir, checks=['database_connection']))
     assert result.rc == 0, result.raw
-    assert result.check('connection')['status'] == 'ok'
+    assert result.check('database_connection')['status'] == 'ok'
 
 
 # --- thresholds and options -----------------------------------------------------------------------
@@ -324,7 +328,7 @@ def test_index_builds_in_progress_are_not_invalid_indexes_anywhere(target):
     health = target.run(checks=['invalid_indexes']).check('invalid_indexes')
     assert health['status'] == 'ok', health
     inspect = target.run('pg_inspect_info', sections=['index_usage'])
-    assert inspect.check('invalid_index')['status'] == 'ok', inspect['checks']
+    assert inspect.check('invalid_indexes')['status'] == 'ok', inspect['checks']
     assert inspect['sections']['index_usage']['invalid'] == []
     plan = target.run('pg_reindex', check_mode=True)
     assert plan.check('invalid_indexes')['status'] == 'ok', plan['checks']
@@ -408,7 +412,7 @@ def test_archiver_failures(spawn_server):
         assert wait_until(lambda: srv.execute('SELECT %s FROM pg_stat_archiver' % column)[0][0] > before)
 
     switch_and_wait('archived_count')
-    quiet = run_module('pg_health_info', dict(srv.login_args(), checks=['archiver'])).check('archiver')
+    quiet = run_module('pg_health_info', dict(srv.login_args(), checks=['wal_archiver'])).check('wal_archiver')
     assert quiet['status'] == 'ok' and 'archiving works' in quiet['message']
     srv.execute("ALTER SYSTEM SET archive_command = 'false'")
     srv.execute('SELECT pg_reload_conf()')
@@ -419,7 +423,7 @@ def test_archiver_failures(spawn_server):
         srv.execute('INSERT INTO t VALUES (1); SELECT pg_switch_wal()')
         return srv.execute('SELECT failed_count FROM pg_stat_archiver')[0][0] > 0
     assert wait_until(failing, interval=0.5)
-    fired = run_module('pg_health_info', dict(srv.login_args(), checks=['archiver'])).check('archiver')
+    fired = run_module('pg_health_info', dict(srv.login_args(), checks=['wal_archiver'])).check('wal_archiver')
     assert fired['status'] == 'critical', fired
     assert 'archiving is failing' in fired['message'] and fired['value'] >= 1
 
@@ -429,8 +433,8 @@ def test_archiver_failures(spawn_server):
 def test_checksum_failure_after_real_page_corruption(spawn_server):
     srv = spawn_server()
     srv.execute("CREATE TABLE applications AS SELECT g AS id, 'submitted' AS state FROM generate_series(1, 2000) g")
-    quiet = run_module('pg_health_info', dict(srv.login_args(), checks=['checksum_failures']))
-    assert quiet.check('checksum_failures')['status'] == 'ok'
+    quiet = run_module('pg_health_info', dict(srv.login_args(), checks=['data_checksum_failures']))
+    assert quiet.check('data_checksum_failures')['status'] == 'ok'
     srv.execute('CHECKPOINT')
     relpath = srv.execute("SELECT pg_relation_filepath('applications')")[0][0]
     srv.stop()
@@ -441,15 +445,15 @@ def test_checksum_failure_after_real_page_corruption(spawn_server):
     with pytest.raises(psycopg2.Error, match='invalid page|checksum'):
         srv.execute('SELECT count(*) FROM applications')
     time.sleep(0.6)
-    fired = run_module('pg_health_info', dict(srv.login_args(), checks=['checksum_failures']))
-    finding = fired.check('checksum_failures')
+    fired = run_module('pg_health_info', dict(srv.login_args(), checks=['data_checksum_failures']))
+    finding = fired.check('data_checksum_failures')
     assert finding['status'] == 'critical', finding
     assert finding['value'] >= 1
 
 
 def test_checksum_failures_says_when_checksums_are_off(spawn_server):
     srv = spawn_server(checksums=False)
-    finding = run_module('pg_health_info', dict(srv.login_args(), checks=['checksum_failures'])).check('checksum_failures')
+    finding = run_module('pg_health_info', dict(srv.login_args(), checks=['data_checksum_failures'])).check('data_checksum_failures')
     # Off is PostgreSQL's default before 18: say so, without making the overall status unknown forever.
     assert finding['status'] == 'ok' and finding['data_checksums'] is False
     assert 'data checksums are disabled' in finding['message']
@@ -509,7 +513,7 @@ def test_statement_timeout_makes_one_check_unknown(target):
     holder = target.conn(autocommit=False)
     with holder.cursor() as cur:
         cur.execute('DROP SEQUENCE locked_seq')  # uncommitted: holds an exclusive lock on it
-    result = target.run(statement_timeout=1, checks=['connection', 'sequence_exhaustion', 'invalid_indexes'])
+    result = target.run(statement_timeout=1, checks=['database_connection', 'sequence_exhaustion', 'invalid_indexes'])
     holder.rollback()
     assert result.rc == 0, result.raw
     assert result.check('sequence_exhaustion')['status'] == 'unknown'
@@ -547,15 +551,15 @@ def test_verified_tls_connection_and_wrong_ca(spawn_server, tmp_path):
                         'the test runs on the Debian server')
         raise
     good = run_module('pg_health_info', dict(srv.login_args(), ssl_mode='verify-full', ca_cert=srv.ca_file,
-                                             checks=['connection']))
+                                             checks=['database_connection']))
     assert good.rc == 0, good.raw  # verify-full connects only over TLS with a certificate the CA signed
-    assert good.check('connection')['status'] == 'ok'
+    assert good.check('database_connection')['status'] == 'ok'
     other_ca = tmp_path / 'other-ca.crt'
     subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=other',
                     '-keyout', str(tmp_path / 'other.key'), '-out', str(other_ca)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bad = run_module('pg_health_info', dict(srv.login_args(), ssl_mode='verify-full', ca_cert=str(other_ca),
-                                            checks=['connection']))
+                                            checks=['database_connection']))
     assert bad.failed
     assert 'certificate verify failed' in bad['msg']
     assert bad['msg'].startswith('cannot connect to 127.0.0.1:%d' % srv.port)

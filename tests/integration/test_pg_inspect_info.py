@@ -11,7 +11,7 @@ import pytest
 
 from conftest import wait_until
 
-SMALL = dict(min_table_size='1MB', cache_min_blocks=100)
+SMALL = dict(min_table_size='1MB', min_cache_blocks=100)
 
 
 def by_object(result, name):
@@ -36,7 +36,7 @@ def test_clean_database_is_quiet(target):
                                          "'children_parent'")[0][0] > 0)
     result = target.run('pg_inspect_info', **SMALL)
     assert result.rc == 0, result.raw
-    for name in ('slow_queries', 'duplicate_index', 'invalid_index', 'seq_scans', 'table_bloat', 'index_bloat',
+    for name in ('slow_queries', 'duplicate_index', 'invalid_indexes', 'seq_scans', 'table_bloat', 'index_bloat',
                  'vacuum_overdue', 'autovacuum_disabled', 'unindexed_foreign_key', 'table_cache_hit',
                  'role_connections', 'database_size'):
         quiet(result, name)
@@ -84,8 +84,8 @@ def test_unused_duplicate_and_invalid_indexes(target):
     duplicates = by_object(result, 'duplicate_index')
     assert list(duplicates) == ['index=public.items_b_again'], duplicates
     assert result['sections']['index_usage']['duplicates'][0]['keep'] == 'public.items_b'
-    assert list(by_object(result, 'invalid_index')) == ['index=public.items_email_key']
-    assert 'failed CREATE INDEX CONCURRENTLY' in by_object(result, 'invalid_index')['index=public.items_email_key']['message']
+    assert list(by_object(result, 'invalid_indexes')) == ['index=public.items_email_key']
+    assert 'failed CREATE INDEX CONCURRENTLY' in by_object(result, 'invalid_indexes')['index=public.items_email_key']['message']
 
 
 def test_supabase_managed_schemas_are_left_out(target):

@@ -43,7 +43,7 @@ def make_invalid(target, statement):
 def test_bloated_indexes_are_rebuilt_and_shrink_then_nothing_to_do(target):
     bloat(target)
     before = indexes(target, 'bloaty')
-    plan = target.run('pg_reindex', check_mode=True, min_size='1MB')
+    plan = target.run('pg_reindex', check_mode=True, min_index_size='1MB')
     assert plan.rc == 0, plan.raw
     assert plan['changed'] is False
     planned = dict((a['index'], a) for a in plan['actions'])
@@ -53,7 +53,7 @@ def test_bloated_indexes_are_rebuilt_and_shrink_then_nothing_to_do(target):
     assert planned['public.bloaty_code']['bloat_percent'] > 80
     assert indexes(target, 'bloaty') == before, 'check mode changed the indexes'
 
-    result = target.run('pg_reindex', min_size='1MB')
+    result = target.run('pg_reindex', min_index_size='1MB')
     assert result.rc == 0, result.raw
     assert result['changed'] is True
     done = dict((a['index'], a) for a in result['actions'])
@@ -66,7 +66,7 @@ def test_bloated_indexes_are_rebuilt_and_shrink_then_nothing_to_do(target):
         assert after[name][1] != before[name][1], 'index was not rebuilt'
     assert result['status'] == 'ok' and result.check('reindex_failures')['value'] == 0
 
-    again = target.run('pg_reindex', min_size='1MB')
+    again = target.run('pg_reindex', min_index_size='1MB')
     assert again.rc == 0 and again['changed'] is False and again['actions'] == [], again['actions']
     assert indexes(target, 'bloaty') == after
 
@@ -76,21 +76,21 @@ def test_small_or_healthy_indexes_are_left_alone(target):
     target.sql("INSERT INTO fresh SELECT g, md5(g::text) FROM generate_series(1, 60000) g")
     target.sql('CREATE INDEX fresh_code ON fresh (code)')
     target.sql('ANALYZE fresh')
-    result = target.run('pg_reindex', min_size='1MB')
+    result = target.run('pg_reindex', min_index_size='1MB')
     assert result.rc == 0 and result['actions'] == [] and result['changed'] is False, result['actions']
     bloat(target)
-    small = target.run('pg_reindex', min_size='100MB', check_mode=True)
-    assert small['actions'] == [], 'min_size did not keep small indexes out'
+    small = target.run('pg_reindex', min_index_size='100MB', check_mode=True)
+    assert small['actions'] == [], 'min_index_size did not keep small indexes out'
 
 
 def test_pgstattuple_measures_bloat_and_falls_back_without_the_extension(target):
     bloat(target)
-    fallback = target.run('pg_reindex', check_mode=True, min_size='1MB', bloat_method='pgstattuple')
+    fallback = target.run('pg_reindex', check_mode=True, min_index_size='1MB', bloat_method='pgstattuple')
     assert fallback.rc == 0
     assert any('pgstattuple extension is not installed' in n for n in fallback['notes'])
     assert 'estimated' in fallback['actions'][0]['detail']
     target.sql('CREATE EXTENSION pgstattuple')
-    measured = target.run('pg_reindex', check_mode=True, min_size='1MB', bloat_method='pgstattuple')
+    measured = target.run('pg_reindex', check_mode=True, min_index_size='1MB', bloat_method='pgstattuple')
     assert measured['notes'] == []
     code = [a for a in measured['actions'] if a['index'] == 'public.bloaty_code'][0]
     assert 'measured' in code['detail'] and code['bloat_percent'] > 80
@@ -101,7 +101,7 @@ def test_failed_rebuild_of_invalid_unique_index_is_cleaned_reported_and_run_goes
     target.sql("INSERT INTO people SELECT g, 'same@example.org' FROM generate_series(1, 50) g")
     make_invalid(target, 'CREATE UNIQUE INDEX CONCURRENTLY people_email_key ON people (email)')
     bloat(target)
-    result = target.run('pg_reindex', min_size='1MB')
+    result = target.run('pg_reindex', min_index_size='1MB')
     assert result.rc == 0, result.raw
     first = result['actions'][0]
     assert first['index'] == 'public.people_email_key' and first['reason'] == 'invalid'
@@ -183,9 +183,9 @@ def test_indexes_of_supabase_managed_schemas_are_not_picked_for_bloat(target):
         target.sql("INSERT INTO %s.q SELECT g, md5(g::text) FROM generate_series(1, 60000) g" % schema)
         target.sql('DELETE FROM %s.q WHERE id %% 10 <> 0' % schema)
         target.sql('VACUUM ANALYZE %s.q' % schema)
-    plan = target.run('pg_reindex', check_mode=True, min_size='1MB')
+    plan = target.run('pg_reindex', check_mode=True, min_index_size='1MB')
     assert plan.rc == 0 and plan['actions'] == [], plan['actions']
-    patterned = target.run('pg_reindex', check_mode=True, min_size='1MB', exclude_schemas=['timescaledb_*', 'pg?q'])
+    patterned = target.run('pg_reindex', check_mode=True, min_index_size='1MB', exclude_schemas=['timescaledb_*', 'pg?q'])
     assert [a['index'] for a in patterned['actions']] == ['_supavisor.q_pkey'], patterned['actions']
 
 
@@ -210,7 +210,7 @@ def test_table_lock_held_by_long_transaction_postpones_without_leftovers(target)
     with blocker.cursor() as cur:
         cur.execute('LOCK TABLE bloaty IN SHARE UPDATE EXCLUSIVE MODE')
     started = time.monotonic()
-    result = target.run('pg_reindex', indexes=['bloaty_code'], min_size='100MB', **FAST)
+    result = target.run('pg_reindex', indexes=['bloaty_code'], min_index_size='100MB', **FAST)
     assert result.rc == 0, result.raw
     action = result['actions'][0]
     assert action['result'] == 'postponed' and action['attempts'] == 3, action
@@ -221,7 +221,7 @@ def test_table_lock_held_by_long_transaction_postpones_without_leftovers(target)
     state = indexes(target, 'bloaty')
     assert set(state) == {'bloaty_code', 'bloaty_pkey'} and all(v[2] for v in state.values()), state
     blocker.rollback()
-    assert target.run('pg_reindex', indexes=['bloaty_code'], min_size='100MB', **FAST)['actions'][0]['result'] == 'done'
+    assert target.run('pg_reindex', indexes=['bloaty_code'], min_index_size='100MB', **FAST)['actions'][0]['result'] == 'done'
 
 
 def test_idle_writer_transaction_is_noticed_before_starting(target):
@@ -230,7 +230,7 @@ def test_idle_writer_transaction_is_noticed_before_starting(target):
     with writer.cursor() as cur:
         cur.execute('UPDATE bloaty SET code = code WHERE id = 10')
     time.sleep(1.0)
-    result = target.run('pg_reindex', indexes=['bloaty_code'], min_size='100MB', **FAST)
+    result = target.run('pg_reindex', indexes=['bloaty_code'], min_index_size='100MB', **FAST)
     action = result['actions'][0]
     assert action['result'] == 'postponed', action
     assert 'pid %d' % writer.get_backend_pid() in action['message'] and 'holds a lock on the table' in action['message']
@@ -244,20 +244,20 @@ def test_second_concurrent_run_is_refused(target):
     key = zlib.crc32(b'pg_reindex') & 0x7fffffff
     with holder.cursor() as cur:
         cur.execute('SELECT pg_advisory_lock(%s, %s)', (0x6170636d, key))
-    result = target.run('pg_reindex', min_size='1MB')
+    result = target.run('pg_reindex', min_index_size='1MB')
     assert result.failed
     assert 'another pg_reindex run is working on database %s' % target.dbname in result['msg']
     assert 'pid %d' % holder.get_backend_pid() in result['msg']
-    assert target.run('pg_reindex', min_size='1MB', check_mode=True).rc == 0  # check mode takes no lock
+    assert target.run('pg_reindex', min_index_size='1MB', check_mode=True).rc == 0  # check mode takes no lock
     holder.close()
-    assert target.run('pg_reindex', min_size='1MB')['changed'] is True
+    assert target.run('pg_reindex', min_index_size='1MB')['changed'] is True
 
 
 def test_two_real_runs_at_once_one_refuses(target):
     bloat(target, rows=200000)
-    first = start_module('pg_reindex', target.args(min_size='1MB'))
+    first = start_module('pg_reindex', target.args(min_index_size='1MB'))
     time.sleep(0.6)
-    second = target.run('pg_reindex', min_size='1MB')
+    second = target.run('pg_reindex', min_index_size='1MB')
     done = first.finish()
     assert done.rc == 0 and done['changed'] is True, done.raw
     if second.failed:  # the first run was still working
@@ -272,7 +272,7 @@ def test_time_budget_postpones_what_was_not_started(target):
     with blocker.cursor() as cur:
         cur.execute('LOCK TABLE bloaty IN SHARE UPDATE EXCLUSIVE MODE')
     # The listed index comes first and waits 3 s for its lock; by then the 2 s budget is used up.
-    result = target.run('pg_reindex', indexes=['bloaty_code'], min_size='1MB', max_duration=2, lock_timeout=3,
+    result = target.run('pg_reindex', indexes=['bloaty_code'], min_index_size='1MB', max_duration=2, lock_timeout=3,
                         lock_retries=3, lock_retry_delay=0.1)
     blocker.rollback()
     first, rest = result['actions'][0], result['actions'][1:]
@@ -284,7 +284,7 @@ def test_time_budget_postpones_what_was_not_started(target):
 
 
 @pytest.mark.parametrize('options, message', [
-    (dict(min_size='ten megabytes'), 'min_size'),
+    (dict(min_index_size='ten megabytes'), 'min_index_size'),
     (dict(lock_timeout=0), 'lock_timeout must be more than 0'),
     (dict(min_bloat_percent=120), 'min_bloat_percent'),
     (dict(indexes=['no_such_index']), 'index no_such_index does not exist'),
@@ -335,7 +335,7 @@ def test_maintain_role_may_rebuild_but_not_drop(target, pg_version):
     bloat(target)
     target.sql("CREATE ROLE maintainer LOGIN PASSWORD 'maintainer-pw' IN ROLE pg_maintain")
     try:
-        result = target.run('pg_reindex', login_user='maintainer', login_password='maintainer-pw', min_size='1MB')
+        result = target.run('pg_reindex', login_user='maintainer', login_password='maintainer-pw', min_index_size='1MB')
         assert result.rc == 0, result.raw
         skipped = dict((s['index'], s['skip_reason']) for s in result['skipped_indexes'])
         assert 'may rebuild but not drop' in skipped['public.people_email_key']
@@ -350,7 +350,7 @@ def test_maintain_role_may_rebuild_but_not_drop(target, pg_version):
 
 def test_parallel_workers_option(target):
     bloat(target)
-    result = target.run('pg_reindex', min_size='1MB', parallel_workers=2)
+    result = target.run('pg_reindex', min_index_size='1MB', parallel_workers=2)
     assert result.rc == 0 and result['changed'] is True, result.raw
     refused = target.run('pg_reindex', parallel_workers=-1)
     assert refused.failed and 'parallel_workers must be 0 or more' in refused['msg']

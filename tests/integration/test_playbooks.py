@@ -74,7 +74,7 @@ def test_module_defaults_group_and_no_secret_with_vvv(tmp_path, target):
           tasks:
             - name: health
               appcare.maintenance.pg_health_info:
-                checks: [connection]
+                checks: [database_connection]
               register: out
             - name: wrong password fails
               appcare.maintenance.pg_health_info:

@@ -59,7 +59,7 @@ PLAYBOOK = '''\
       when: inventory_hostname == 'app1'
     - name: Keep the figures
       appcare.maintenance.metrics_history:
-        dir: "{{ history_dir }}"
+        dest: "{{ history_dir }}"
         target: "{{ inventory_hostname }}"
         metrics: "{{ review.metrics }}"
       delegate_to: localhost
@@ -124,7 +124,7 @@ def test_report_files_summary_and_secrets(tmp_path, target, sink):
     assert latest['tier'] == 'daily' and latest['status'] == 'critical'
     targets = dict((t['name'], t) for t in latest['targets'])
     assert targets['down1']['status'] == 'critical'
-    assert any(c['name'] == 'connection' and c['status'] == 'critical' for c in targets['down1']['checks'])
+    assert any(c['name'] == 'database_connection' and c['status'] == 'critical' for c in targets['down1']['checks'])
     app = targets['app1']
     assert any(c['name'] == 'database_size' and c['status'] == 'critical' for c in app['checks'])  # 1MB quota
     assert app['backup']['verified'] == 'ok' and app['backup']['bytes'] > 0 and app['backup']['age_hours'] < 1
@@ -150,7 +150,7 @@ def test_report_files_summary_and_secrets(tmp_path, target, sink):
 def test_fail_on_makes_the_run_fail(tmp_path, target, sink):
     failed = run(tmp_path, target, sink, fail_on='critical')
     assert failed.returncode == 2 and 'fail_on=critical' in failed.stdout
-    assert 'app1 (database_size' in failed.stdout and 'down1 (connection' in failed.stdout  # names what tripped it
+    assert 'app1 (database_size' in failed.stdout and 'down1 (database_connection' in failed.stdout  # names what tripped it
     assert (tmp_path / 'reports' / 'latest.json').exists()  # written before the run ends
 
 

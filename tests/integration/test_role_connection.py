@@ -94,7 +94,7 @@ def test_verify_full_with_the_ca_connects_over_tls(tls_server, dbname, tmp_path)
                     appcare_db_ca_cert=tls_server.ca_file)
     proc = daily(tmp_path, inv)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert finding(tmp_path, 'connection')['status'] == 'ok'
+    assert finding(tmp_path, 'database_connection')['status'] == 'ok'
     assert tls_sessions(tls_server, dbname, 'pg_health_info'), tls_server.log()[-3000:]
     # the same inventory, a role in a user's own play
     proc = play(tmp_path, own_play(tmp_path, 'security_audit'), inv)
@@ -112,7 +112,7 @@ def test_verify_full_with_a_ca_that_did_not_sign_the_certificate_fails(tls_serve
     # the daily tier goes on and reports the target as critical, for the same reason
     proc = daily(tmp_path, inv)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    connection = finding(tmp_path, 'connection')
+    connection = finding(tmp_path, 'database_connection')
     assert connection['status'] == 'critical', connection
     assert expected in connection['message'] and 'certificate verify failed' in connection['message'], connection
     assert not tls_sessions(tls_server, dbname, 'pg_health_info')

@@ -40,7 +40,7 @@ def certs(tmp_path_factory):
 def test_https_certificates(certs):
     ca, servers = certs
     endpoints = dict((name, 'https://127.0.0.1:%d' % server.port) for name, server in servers.items())
-    result = run_module('tls_cert_info', {'endpoints': list(endpoints.values()), 'ca_path': ca.ca_file})
+    result = run_module('tls_cert_info', {'endpoints': list(endpoints.values()), 'ca_cert': ca.ca_file})
     assert result.rc == 0, result.raw
     good = checks_of(result, endpoints['good'])
     assert all(c['status'] == 'ok' for c in good.values()), good
@@ -51,30 +51,30 @@ def test_https_certificates(certs):
     expiring = checks_of(result, endpoints['expiring'])['tls_expiry']
     assert expiring['status'] == 'critical' and 4 < expiring['value'] < 5.1
     self_signed = checks_of(result, endpoints['self'])
-    assert self_signed['chain']['status'] == 'critical' and self_signed['tls_expiry']['status'] == 'ok'
-    assert 'self-signed' in self_signed['chain']['message'] or 'self signed' in self_signed['chain']['message']
+    assert self_signed['tls_chain']['status'] == 'critical' and self_signed['tls_expiry']['status'] == 'ok'
+    assert 'self-signed' in self_signed['tls_chain']['message'] or 'self signed' in self_signed['tls_chain']['message']
     other = checks_of(result, endpoints['othername'])
-    assert other['hostname']['status'] == 'critical' and 'db.example.org' in other['hostname']['message']
-    assert other['chain']['status'] == 'ok'
+    assert other['tls_hostname']['status'] == 'critical' and 'db.example.org' in other['tls_hostname']['message']
+    assert other['tls_chain']['status'] == 'ok'
     # without the CA, the chain does not verify against the system store; the certificate is still read
     system = run_module('tls_cert_info', {'endpoints': [endpoints['good']]})
-    assert checks_of(system, endpoints['good'])['chain']['status'] == 'critical'
+    assert checks_of(system, endpoints['good'])['tls_chain']['status'] == 'critical'
     assert system['certificates'][0]['days_left'] > 199
     # the name the certificate is for, sent as SNI and matched
     named = run_module('tls_cert_info', {'endpoints': [endpoints['othername']], 'server_name': 'db.example.org',
-                                         'ca_path': ca.ca_file})
-    assert checks_of(named, endpoints['othername'])['hostname']['status'] == 'ok'
+                                         'ca_cert': ca.ca_file})
+    assert checks_of(named, endpoints['othername'])['tls_hostname']['status'] == 'ok'
 
 
 def test_thresholds_and_unreachable(certs):
     ca, servers = certs
     url = 'https://127.0.0.1:%d' % servers['good'].port
     result = run_module('tls_cert_info', {'endpoints': [url, 'https://127.0.0.1:1', 'https://no-such-host.invalid'],
-                                          'ca_path': ca.ca_file, 'thresholds': {'tls_expiry': {'warning': 365}}})
+                                          'ca_cert': ca.ca_file, 'thresholds': {'tls_expiry': {'warning': 365}}})
     assert checks_of(result, url)['tls_expiry']['status'] == 'warning'
     assert not result.get('deprecations')
     # the finding's earlier name still sets its thresholds, with a deprecation warning
-    renamed = run_module('tls_cert_info', {'endpoints': [url], 'ca_path': ca.ca_file,
+    renamed = run_module('tls_cert_info', {'endpoints': [url], 'ca_cert': ca.ca_file,
                                            'thresholds': {'days_left': {'warning': 365}}})
     assert checks_of(renamed, url)['tls_expiry']['status'] == 'warning'
     assert 'thresholds.days_left is now thresholds.tls_expiry' in str(renamed['deprecations'])
@@ -98,11 +98,11 @@ def test_postgresql_with_and_without_ssl(tmp_path):
     secured = PgServer(VERSIONS[DISTRO], tls=True).start()
     try:
         endpoint = 'postgresql://127.0.0.1:%d' % secured.port
-        result = run_module('tls_cert_info', {'endpoints': [endpoint], 'ca_path': secured.ca_file})
+        result = run_module('tls_cert_info', {'endpoints': [endpoint], 'ca_cert': secured.ca_file})
         found = checks_of(result, endpoint)
         assert all(c['status'] == 'ok' for c in found.values()), found
         assert result['certificates'][0]['subject'] == 'CN=127.0.0.1' and result['certificates'][0]['days_left'] > 300
-        assert checks_of(run_module('tls_cert_info', {'endpoints': [endpoint]}), endpoint)['chain']['status'] == 'critical'
+        assert checks_of(run_module('tls_cert_info', {'endpoints': [endpoint]}), endpoint)['tls_chain']['status'] == 'critical'
     finally:
         secured.cleanup()
 
@@ -156,7 +156,7 @@ def test_smtp_starttls(certs):
     try:
         good = 'smtp://127.0.0.1:%d' % with_tls.port
         bad = 'smtp://127.0.0.1:%d' % without.port
-        result = run_module('tls_cert_info', {'endpoints': [good, bad], 'ca_path': ca.ca_file})
+        result = run_module('tls_cert_info', {'endpoints': [good, bad], 'ca_cert': ca.ca_file})
         assert all(c['status'] == 'ok' for c in checks_of(result, good).values()), checks_of(result, good)
         assert 'does not offer STARTTLS' in checks_of(result, bad)['tls_connection']['message']
     finally:
@@ -166,7 +166,7 @@ def test_smtp_starttls(certs):
 
 @pytest.mark.parametrize('args, message', [
     ({'endpoints': ['ftp://example.org']}, 'not a supported endpoint'),
-    ({'endpoints': ['https://example.org'], 'ca_path': '/nonexistent/ca.pem'}, 'ca_path /nonexistent/ca.pem does not exist'),
+    ({'endpoints': ['https://example.org'], 'ca_cert': '/nonexistent/ca.pem'}, 'ca_cert /nonexistent/ca.pem does not exist'),
     ({'endpoints': ['https://example.org'], 'thresholds': {'tls_expiry': {'warning': 5, 'critical': 30}}}, 'warning threshold'),
     ({'endpoints': ['https://example.org'], 'thresholds': {'days_left': {}, 'tls_expiry': {}}}, 'not both'),
 ])

@@ -47,12 +47,12 @@ def test_qualified_quotes_only_where_needed():
 @pytest.mark.parametrize('text, expected', [
     ('10MB', 10 * 1024 ** 2), ('512 kB', 512 * 1024), ('1GB', 1024 ** 3), ('2048', 2048), ('1.5MiB', 1572864)])
 def test_parse_size(text, expected):
-    assert C.parse_size(text, 'min_size') == expected
+    assert C.parse_size(text, 'min_index_size') == expected
 
 
 def test_parse_size_rejects_words():
-    with pytest.raises(ConfigurationError, match='min_size'):
-        C.parse_size('ten megabytes', 'min_size')
+    with pytest.raises(ConfigurationError, match='min_index_size'):
+        C.parse_size('ten megabytes', 'min_index_size')
 
 
 class FakeClock(object):

@@ -28,10 +28,10 @@ def run(targets):
 
 def test_status_kpis_and_summary():
     report = RP.build(run({
-        'ims': {'checks': [check('connection', 'ok', 1.5, 'ms'),
+        'ims': {'checks': [check('database_connection', 'ok', 1.5, 'ms'),
                            check('database_size', 'warning', 88.0, 'percent', size_bytes=7 * 1024 ** 3)]},
         'down': {'checks': [], 'unreachable': 'connection refused'},
-        'failing': {'checks': [check('connection', 'ok', 2.0, 'ms')], 'failures': [{'task': 't', 'msg': 'boom'}]},
+        'failing': {'checks': [check('database_connection', 'ok', 2.0, 'ms')], 'failures': [{'task': 't', 'msg': 'boom'}]},
     }), NOW)
     by_name = dict((t['name'], t) for t in report['targets'])
     assert by_name['ims']['status'] == 'warning' and by_name['down']['status'] == 'critical'
@@ -116,8 +116,8 @@ def test_maintenance_modules_report_their_actions_with_six_keys():
 
 # -- the fail gate ----------------------------------------------------------------------------------------------
 GATED = {
-    'calm': {'checks': [check('connection', 'ok', 1.0, 'ms'), check('slow_queries', 'unknown')]},
-    'warm': {'checks': [check('connection', 'ok', 1.0, 'ms'), check('invalid_indexes', 'warning', 1, 'count')]},
+    'calm': {'checks': [check('database_connection', 'ok', 1.0, 'ms'), check('slow_queries', 'unknown')]},
+    'warm': {'checks': [check('database_connection', 'ok', 1.0, 'ms'), check('invalid_indexes', 'warning', 1, 'count')]},
     'hot': {'checks': [check('database_size', 'critical', 99.0, 'percent'), check('invalid_indexes', 'warning', 1)]},
     'down': {'checks': [], 'unreachable': 'connection refused'},
     'broken': {'checks': [], 'failures': [{'task': 'Back up', 'msg': 'boom'}]},
@@ -160,7 +160,7 @@ def test_only_svg_documents_are_trusted(text, trusted):
 
 def full_report():
     report = RP.build(run({
-        'app': {'checks': [check('connection', 'ok', 1.5, 'ms'), check('database_size', 'critical', 91.0, 'percent'),
+        'app': {'checks': [check('database_connection', 'ok', 1.5, 'ms'), check('database_size', 'critical', 91.0, 'percent'),
                            check('backup_age', 'ok', 0.5, 'hours')],
                 'backup': {'id': 'app-<1>', 'bytes': 2048, 'finished_at': '2026-11-23T01:00:00+00:00',
                            'verified': 'failed'},

@@ -103,8 +103,10 @@ def test_the_connection_is_set_once():
                 if name.endswith('.yml') and not root.endswith(os.path.join('_connection', 'vars')):
                     with open(os.path.join(root, name)) as handle:
                         text = handle.read()
-                    for option in ('login_host', 'login_port', 'login_db', 'ssl_mode', 'ca_cert'):
+                    for option in ('login_host', 'login_port', 'login_db', 'ssl_mode'):
                         assert not re.search(r'\b%s:' % option, text), '%s sets %s itself' % (name, option)
+                    # ca_cert is also the CA option of http_health_info and tls_cert_info, which are no database modules
+                    assert not re.search(r'\bca_cert:.*\bappcare_db_', text), '%s sets ca_cert itself' % name
 
 
 @pytest.mark.parametrize('role', ROLES)

@@ -14,6 +14,7 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import health as H
 from ansible_collections.appcare.maintenance.plugins.module_utils import probe as P
 from ansible_collections.appcare.maintenance.plugins.module_utils import statements as ST
 from ansible_collections.appcare.maintenance.plugins.module_utils import tlsinfo as T
@@ -51,6 +52,22 @@ def test_renamed_thresholds_are_accepted_with_a_notice_and_not_twice():
     assert C.renamed_thresholds({'tls_expiry': {}}, T.RENAMED_THRESHOLDS) == ({'tls_expiry': {}}, [])
     with pytest.raises(ThresholdError, match='not both'):
         C.renamed_thresholds({'certificate': {}, 'tls_expiry': {}}, P.RENAMED_THRESHOLDS)
+
+
+@pytest.mark.parametrize('renamed, defaults, prefix', [
+    (T.RENAMED_THRESHOLDS, T.DEFAULT_THRESHOLDS, 'tls_'),
+    (P.RENAMED_THRESHOLDS, P.DEFAULT_THRESHOLDS, None),
+    (H.RENAMED_THRESHOLDS, H.DEFAULT_THRESHOLDS, None),
+])
+def test_every_renamed_threshold_leads_to_a_check_with_thresholds(renamed, defaults, prefix):
+    for old, new in renamed.items():
+        assert new in defaults and old not in defaults, (old, new)
+    if prefix:
+        assert all(name.startswith(prefix) for name in defaults)
+
+
+def test_http_findings_are_http_or_tls():
+    assert all(name.startswith('http_') or name == T.EXPIRY for name in P.DEFAULT_THRESHOLDS)
 
 
 def test_one_expiry_finding_for_both_modules():

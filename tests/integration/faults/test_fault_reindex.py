@@ -12,7 +12,7 @@ from conftest import wait_until
 
 # lock_timeout leaves room for the module's start: the writer must still be younger than it when the
 # pre-check looks, so that REINDEX CONCURRENTLY starts, builds its _ccnew copy and then waits for the writer.
-OPTIONS = dict(indexes=['orders_code'], min_size='100MB', lock_timeout=3, lock_retries=1, lock_retry_delay=0.2)
+OPTIONS = dict(indexes=['orders_code'], min_index_size='100MB', lock_timeout=3, lock_retries=1, lock_retry_delay=0.2)
 
 
 def orders(target):
