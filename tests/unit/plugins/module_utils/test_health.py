@@ -46,7 +46,7 @@ def test_documented_defaults_match_the_code():
     from ansible_collections.appcare.maintenance.plugins.modules import pg_health_info
     doc = yaml.safe_load(pg_health_info.DOCUMENTATION)
     assert doc['options']['checks']['choices'] == health.ALL_CHECKS
-    # exclude_schemas and its default come from the schemas doc fragment (tests/unit/test_schemas.py)
+    # exclude_schemas and its default come from the schemas doc fragment (tests/unit/plugins/module_utils/test_schemas.py)
     assert 'appcare.maintenance.schemas' in doc['extends_documentation_fragment']
 
 
