@@ -41,6 +41,9 @@ def alert_key(finding):
     return '%s|%s|%s' % (finding.get('target') or '-', finding['name'], finding.get('object') or '-')
 
 
+SMS_MIN_LENGTH = 20  # room for a severity, a check name and the '...' of a cut text
+
+
 def validate(channels, rules):
     names = set()
     for channel in channels:
@@ -54,6 +57,9 @@ def validate(channels, rules):
             raise ConfigurationError('channel %s (email) needs smtp_host, sender and recipients' % channel['name'])
         if channel.get('url') and not channel['url'].startswith(('http://', 'https://')):
             raise ConfigurationError('channel %s: url must start with http:// or https://' % channel['name'])
+        if kind == 'sms' and (channel.get('max_length') or 0) < SMS_MIN_LENGTH:
+            raise ConfigurationError('channel %s (sms): max_length must be at least %d characters, got %s'
+                                     % (channel['name'], SMS_MIN_LENGTH, channel.get('max_length')))
     for index, rule in enumerate(rules):
         if rule['min_severity'] not in SEVERITIES:
             raise ConfigurationError('rules[%d]: min_severity must be warning or critical' % index)
@@ -118,6 +124,7 @@ def plan(routed, state, now, repeat_seconds):
         elif (now - datetime.datetime.fromisoformat(old['last_sent'])).total_seconds() >= repeat_seconds:
             reason = 'still open after the repeat interval'
         record = {'status': finding['status'], 'message': finding.get('message'), 'channels': sorted(channels),
+                  'target': finding.get('target') or '-', 'name': finding['name'], 'object': finding.get('object') or '-',
                   'first_seen': old['first_seen'] if old else now.isoformat(),
                   'last_sent': old['last_sent'] if old else None}
         alert = {'key': key, 'target': finding.get('target'), 'name': finding['name'], 'status': finding['status'],
@@ -131,7 +138,9 @@ def plan(routed, state, now, repeat_seconds):
     for key, old in sorted(previous.items()):
         if key in alerts:
             continue
-        target, name, obj = key.split('|', 2)
+        # Records carry their identity; one written before they did is split from its key, target|name|object.
+        target, _sep, rest = key.partition('|') if 'name' not in old else (old.get('target'), None, None)
+        name, obj = (rest.split('|', 1) + ['-'])[:2] if 'name' not in old else (old['name'], old.get('object'))
         item = {'key': key, 'target': target, 'name': name, 'object': obj, 'status': 'resolved',
                 'was': old.get('status'), 'message': 'resolved (was %s: %s)' % (old.get('status'), old.get('message')),
                 'first_seen': old.get('first_seen')}
@@ -273,3 +282,80 @@ def _send_email(channel, message, context):
             client.quit()
         except Exception:  # pylint: disable=broad-except
             client.close()
+
+
+def check_findings(findings, default_target):
+    """The findings to route, each with its target; raises ConfigurationError for anything that is not one."""
+    checked = []
+    for index, finding in enumerate(findings or []):
+        if not isinstance(finding, dict) or 'name' not in finding or 'status' not in finding:
+            raise ConfigurationError('findings[%d] is not a finding (needs name and status)' % index)
+        checked.append(dict(finding, target=finding.get('target') or default_target))
+    return checked
+
+
+def run_notify(params, check_mode, warn, now):
+    """The whole notify run: route, plan against the state, deliver (not in check mode), and keep in the state
+    only what was delivered. Returns the module result. ``warn`` reports a channel or state file that failed:
+    alerting never fails the run."""
+    validate(params['channels'], params['rules'])
+    if params['repeat_minutes'] < 0:
+        raise ConfigurationError('repeat_minutes must be 0 or more')
+    findings = check_findings(params['findings'], params['target'])
+    state = load_state(params['state_file'])
+    outgoing, resolved, decisions, new_state = plan(route(findings, params['rules']), state, now,
+                                                    params['repeat_minutes'] * 60)
+    channels = dict((c['name'], c) for c in params['channels'])
+    result = dict(changed=False, alerts=decisions, deliveries=[], failed_channels=[])
+    for name in sorted(set(resolved) - set(channels)):
+        # A channel removed since the alert was sent: nothing can deliver its resolution.
+        warn('notify: %d resolution(s) for channel %s are dropped: it is no longer configured'
+             % (len(resolved.pop(name)), name))
+    names = sorted(set(outgoing) | set(resolved))
+    if check_mode:
+        result['deliveries'] = [{'channel': name, 'type': channels[name]['type'], 'alerts': len(outgoing.get(name, [])),
+                                 'resolved': len(resolved.get(name, [])), 'ok': None, 'would_send': True}
+                                for name in names]
+        return result
+    delivered = {}
+    for name in names:
+        record = deliver(channels[name], params['title'], outgoing.get(name, []), resolved.get(name, []), now)
+        result['deliveries'].append(record)
+        delivered[name] = record['ok']
+        if record['ok']:
+            result['changed'] = True
+        else:
+            result['failed_channels'].append(name)
+            warn('notify: channel %s (%s) failed after %d attempt(s): %s'
+                 % (name, record['type'], record['attempts'], record['error']))
+    keep_undelivered(decisions, state.get('alerts', {}), new_state, delivered, set(channels))
+    if params['state_file']:
+        try:
+            save_state(params['state_file'], new_state)
+            result['changed'] = result['changed'] or new_state['alerts'] != state.get('alerts', {})
+        except OSError as exc:
+            warn('notify: could not write the state file %s: %s' % (params['state_file'], exc))
+    return result
+
+
+def keep_undelivered(decisions, old_alerts, new_state, delivered, configured):
+    """What no channel delivered stays due: an alert keeps its old status and last_sent (so a severity change
+    that was not delivered is sent again next run), a resolution keeps the alert open - unless none of its
+    channels is configured any more."""
+    for decision in decisions:
+        key = decision['key']
+        if not decision['sent']:
+            continue
+        if decision['status'] == 'resolved':
+            channels_of = [c for c in old_alerts.get(key, {}).get('channels', []) if c in configured]
+            if channels_of and not any(delivered.get(c) for c in channels_of):
+                new_state['alerts'][key] = old_alerts[key]
+                decision['sent'] = False
+            continue
+        record = new_state['alerts'][key]
+        if not any(delivered.get(c) for c in record['channels']):
+            old = old_alerts.get(key)
+            record['last_sent'] = old.get('last_sent') if old else None
+            if old:
+                record['status'] = old.get('status')
+            decision['sent'] = False

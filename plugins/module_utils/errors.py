@@ -40,3 +40,12 @@ def cause_text(exc):
         where = exc.filename or ''
         return '%s%s' % ('%s: ' % where if where else '', exc.strerror or exc)
     return ' '.join(str(exc).split())
+
+
+def failure_message(what, exc):
+    """The one shape of a failure message of a module without a database: ``invalid options: <cause>`` for
+    options refused before any work, ``<what> failed: <cause>`` otherwise (``postgres.failure_message`` adds
+    database errors)."""
+    if isinstance(exc, ConfigurationError):
+        return 'invalid options: %s' % cause_text(exc)
+    return '%s failed: %s' % (what, cause_text(exc))

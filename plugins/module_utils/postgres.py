@@ -21,8 +21,8 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
     ConfigurationError,
     ConnectionFailure,
     DependencyError,
-    cause_text,
 )
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import failure_message as base_failure_message
 
 try:
     import psycopg2
@@ -200,11 +200,9 @@ def failure_message(what, exc, timeout_option='statement_timeout'):
     """The one shape of a module's failure message: ``invalid options: <cause>`` for options refused before any
     work, ``<what> failed: <cause>`` for everything else (a database error as PostgreSQL's message, naming
     ``timeout_option`` when a statement was cancelled by it)."""
-    if isinstance(exc, ConfigurationError):
-        return 'invalid options: %s' % cause_text(exc)
     if HAS_PSYCOPG2 and isinstance(exc, psycopg2.Error):
         return '%s failed: %s' % (what, db_error_text(exc, timeout_option))
-    return '%s failed: %s' % (what, cause_text(exc))
+    return base_failure_message(what, exc)
 
 
 QUERY_CANCELED = '57014'

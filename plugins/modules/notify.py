@@ -86,7 +86,7 @@ options:
         description: Fixed JSON fields sent with the text, such as the recipient number (sms).
         type: dict
       max_length:
-        description: The longest text sent (sms).
+        description: The longest text sent (sms); at least 20.
         type: int
         default: 160
       smtp_host:
@@ -231,7 +231,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import alerting as AL
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, failure_message
 
 
 def channel_options():
@@ -288,65 +288,10 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
     try:
-        AL.validate(params['channels'], params['rules'])
-        if params['repeat_minutes'] < 0:
-            raise ConfigurationError('repeat_minutes must be 0 or more')
-        findings = []
-        for index, finding in enumerate(params['findings']):
-            if not isinstance(finding, dict) or 'name' not in finding or 'status' not in finding:
-                raise ConfigurationError('findings[%d] is not a finding (needs name and status)' % index)
-            findings.append(dict(finding, target=finding.get('target') or params['target']))
-        state = AL.load_state(params['state_file'])
-    except ConfigurationError as exc:
-        module.fail_json(msg='invalid options: %s' % exc)
-
-    now = utcnow()
-    routed = AL.route(findings, params['rules'])
-    outgoing, resolved, decisions, new_state = AL.plan(routed, state, now, params['repeat_minutes'] * 60)
-    channels = dict((c['name'], c) for c in params['channels'])
-    result = dict(changed=False, alerts=decisions, deliveries=[], failed_channels=[])
-    if module.check_mode:
-        result['deliveries'] = [{'channel': name, 'alerts': len(outgoing.get(name, [])),
-                                 'resolved': len(resolved.get(name, [])), 'ok': None, 'would_send': True}
-                                for name in sorted(set(outgoing) | set(resolved))]
-        module.exit_json(**with_report(result))
-
-    delivered = {}
-    for name in sorted(set(outgoing) | set(resolved)):
-        record = AL.deliver(channels[name], params['title'], outgoing.get(name, []), resolved.get(name, []), now)
-        result['deliveries'].append(record)
-        delivered[name] = record['ok']
-        if record['ok']:
-            result['changed'] = True
-        else:
-            result['failed_channels'].append(name)
-            module.warn('notify: channel %s (%s) failed after %d attempt(s): %s'
-                        % (name, record['type'], record['attempts'], record['error']))
-    # An alert no channel delivered stays due; a resolution no channel delivered is tried again next run.
-    old_alerts = state.get('alerts', {})
-    for decision in decisions:
-        key = decision['key']
-        if not decision['sent']:
-            continue
-        if decision['status'] == 'resolved':
-            channels_of = old_alerts.get(key, {}).get('channels', [])
-            if channels_of and not any(delivered.get(c) for c in channels_of):
-                new_state['alerts'][key] = old_alerts[key]
-                decision['sent'] = False
-            continue
-        record = new_state['alerts'][key]
-        if not any(delivered.get(c) for c in record['channels']):
-            record['last_sent'] = old_alerts.get(key, {}).get('last_sent')
-            decision['sent'] = False
-    if params['state_file']:
-        try:
-            AL.save_state(params['state_file'], new_state)
-            if new_state['alerts'] != old_alerts:
-                result['changed'] = True
-        except OSError as exc:
-            module.warn('notify: could not write the state file %s: %s' % (params['state_file'], exc))
+        result = AL.run_notify(module.params, module.check_mode, module.warn, utcnow())
+    except (AppcareError, OSError) as exc:
+        module.fail_json(msg=failure_message('notify', exc))
     module.exit_json(**with_report(result))
 
 

@@ -166,6 +166,7 @@ def test_plan_sends_a_new_alert_to_each_of_its_channels():
     assert decisions == [dict(alert, sent=True, reason='new')]
     record = state['alerts']['db1|disk_usage|db=app']
     assert record == {'status': C.WARNING, 'message': '81% used', 'channels': ['chat', 'ops'],
+                      'target': 'db1', 'name': 'disk_usage', 'object': 'db=app',
                       'first_seen': NOW.isoformat(), 'last_sent': NOW.isoformat()}
     assert state['format'] == AL.STATE_FORMAT and state['updated'] == NOW.isoformat()
 
