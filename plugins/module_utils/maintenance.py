@@ -15,16 +15,21 @@ from __future__ import annotations
 import time
 import zlib
 
+from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import AppcareError, ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     HANDLED_ERRORS,
     Session,
+    connect_kwargs,
+    connection_argument_spec,
     db_error_text,
     failure_message,
+    make_interruptible,
     target_label,
 )
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter, exclude_schemas_spec
 
 try:
     import psycopg2
@@ -424,3 +429,23 @@ def run_module(module, worker_class, result):
         if action['result'] in (FAILED, POSTPONED):
             module.warn('%s %s: %s' % (action['result'], action[worker_class.object_key], action['message']))
     module.exit_json(**result)
+
+
+def module_main(worker_class, options, validate, result):
+    """The whole ``main()`` of a maintenance module (pg_reindex, pg_vacuum): its argument spec is the
+    connection, the maintenance options (doc fragment ``maintenance``), ``exclude_schemas`` (Supabase's by
+    default) and ``options``; ``validate(params)`` checks the module's own options before anything connects;
+    ``result`` holds its initial result keys."""
+    argument_spec = connection_argument_spec()
+    argument_spec.update(maintenance_argument_spec())
+    argument_spec.update(exclude_schemas_spec())
+    argument_spec.update(options)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    make_interruptible()
+    try:
+        validate_maintenance_params(module.params)
+        validate(module.params)
+        connect_kwargs(module.params, 'validation only')
+    except ConfigurationError as exc:
+        module.fail_json(msg=failure_message(worker_class.kind, exc))
+    run_module(module, worker_class, result)

@@ -19,6 +19,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import checks 
 from ansible_collections.appcare.maintenance.plugins.module_utils import indexes as IX
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import schemas as S
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
 
 try:
@@ -78,6 +79,13 @@ def cleanup_window(params, budget):
     ``lock_retries`` times, like the rebuild)."""
     limits = [s for s in (budget.remaining(), params['operation_timeout'] or None) if s is not None]
     return min(limits) if limits else None
+
+
+def validate(params):
+    """pg_reindex's own options, before anything connects."""
+    C.parse_size(params['min_index_size'], 'min_index_size')
+    if not 0 <= params['min_bloat_percent'] <= 100:
+        raise ConfigurationError('min_bloat_percent must be between 0 and 100, got %s' % params['min_bloat_percent'])
 
 
 class CopyLeft(Exception):

@@ -80,3 +80,9 @@ def qualified(schema, name):
     """``schema.name`` quoted like PostgreSQL does (only where needed), for messages, results and the SQL they
     suggest."""
     return '%s.%s' % (_quote(schema), _quote(name))
+
+
+def exclude_schemas_spec():
+    """The argument spec of ``exclude_schemas`` for the modules that judge or maintain an application's objects
+    (documented by the ``appcare.maintenance.schemas`` doc fragment): Supabase's schemas by default."""
+    return dict(exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)))

@@ -254,11 +254,12 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
     connection_argument_spec,
     failure_message,
 )
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import exclude_schemas_spec
 
 
 def main():
     argument_spec = connection_argument_spec()
+    argument_spec.update(exclude_schemas_spec())
     argument_spec.update(
         checks=dict(type='list', elements='str', choices=A.ALL_CHECKS),
         thresholds=dict(type='dict', default={}),
@@ -266,7 +267,6 @@ def main():
         allowed_privileged_roles=dict(type='list', elements='str', default=list(A.DEFAULT_ALLOWED_PRIVILEGED)),
         exposed_schemas=dict(type='list', elements='str', default=['public']),
         api_roles=dict(type='list', elements='str', default=['anon', 'authenticated']),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
         log_path=dict(type='path'),
         log_window_hours=dict(type='float', default=168),
         auth_lookback_days=dict(type='int', default=30),

@@ -247,15 +247,15 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
     connection_argument_spec,
     failure_message,
 )
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import exclude_schemas_spec
 
 
 def main():
     argument_spec = connection_argument_spec()
+    argument_spec.update(exclude_schemas_spec())
     argument_spec.update(
         checks=dict(type='list', elements='str', choices=ALL_CHECKS),
         thresholds=dict(type='dict', default={}),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
         size_quota=dict(type='str'),
         fail_on_unreachable=dict(type='bool', default=True),
     )

@@ -189,11 +189,12 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.postgres impor
     connection_argument_spec,
     failure_message,
 )
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import exclude_schemas_spec
 
 
 def main():
     argument_spec = connection_argument_spec()
+    argument_spec.update(exclude_schemas_spec())
     argument_spec.update(
         sections=dict(type='list', elements='str', choices=RV.SECTIONS),
         top_n=dict(type='int', default=20),
@@ -201,7 +202,6 @@ def main():
         min_unused_index_size=dict(type='str', default='0'),
         min_cache_blocks=dict(type='int', default=1000),
         thresholds=dict(type='dict', default={}),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params

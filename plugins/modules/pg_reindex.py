@@ -222,44 +222,18 @@ report:
         seconds: 4.21
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import reindex as R
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    connect_kwargs,
-    connection_argument_spec,
-    make_interruptible,
-)
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(M.maintenance_argument_spec())
-    argument_spec.update(
+    M.module_main(R.Reindexer, dict(
         indexes=dict(type='list', elements='str', default=[]),
         min_bloat_percent=dict(type='float', default=30),
         min_index_size=dict(type='str', default='10MB'),
         bloat_method=dict(type='str', default='estimate', choices=list(R.BLOAT_METHODS)),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    result = dict(changed=False, actions=[], skipped_indexes=[], checks=[], status=C.OK, notes=[])
-    make_interruptible()
-
-    try:
-        M.validate_maintenance_params(params)
-        C.parse_size(params['min_index_size'], 'min_index_size')
-        if not 0 <= params['min_bloat_percent'] <= 100:
-            raise ConfigurationError('min_bloat_percent must be between 0 and 100, got %s' % params['min_bloat_percent'])
-        connect_kwargs(params, 'validation only')
-    except ConfigurationError as exc:
-        module.fail_json(msg='invalid options: %s' % exc)
-    M.run_module(module, R.Reindexer, result)
+    ), R.validate, dict(changed=False, actions=[], skipped_indexes=[], checks=[], status=C.OK, notes=[]))
 
 
 if __name__ == '__main__':

@@ -191,44 +191,20 @@ report:
         seconds: 0.412
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import maintenance as M
 from ansible_collections.appcare.maintenance.plugins.module_utils import vacuum as V
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
-from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    connect_kwargs,
-    connection_argument_spec,
-    make_interruptible,
-)
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SUPABASE_SCHEMAS
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(M.maintenance_argument_spec())
-    argument_spec.update(
+    M.module_main(V.Vacuumer, dict(
         tables=dict(type='list', elements='str', default=[]),
         allow_full=dict(type='bool', default=False),
         dead_tuple_percent=dict(type='float', default=20),
         min_dead_tuples=dict(type='int', default=1000),
         analyze_percent=dict(type='float', default=10),
         min_modified_rows=dict(type='int', default=1000),
-        exclude_schemas=dict(type='list', elements='str', default=list(SUPABASE_SCHEMAS)),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    result = dict(changed=False, actions=[], skipped_tables=[], checks=[], status=C.OK)
-    make_interruptible()
-
-    try:
-        M.validate_maintenance_params(params)
-        V.validate(params)
-        connect_kwargs(params, 'validation only')
-    except ConfigurationError as exc:
-        module.fail_json(msg='invalid options: %s' % exc)
-    M.run_module(module, V.Vacuumer, result)
+    ), V.validate, dict(changed=False, actions=[], skipped_tables=[], checks=[], status=C.OK))
 
 
 if __name__ == '__main__':
