@@ -130,6 +130,23 @@ def judge(thresholds, name, value, message, obj=None, **extra):
                     spec.get('unit'), obj, message, **extra)
 
 
+def first_limit(spec):
+    """The level at which a check starts to fire, from its entry in the merged thresholds: its warning level, or
+    its critical level when warning is disabled (``{warning: null, critical: N}``); None when both are disabled."""
+    warning = spec.get('warning')
+    return warning if warning is not None else spec.get('critical')
+
+
+def past_first_limit(spec, value):
+    """Whether ``value`` fires the check of ``spec``: it is past ``first_limit(spec)`` in the check's direction
+    (above it, or below it for "below is bad" checks such as a cache hit ratio), strictly as in ``status_for``.
+    A section reports the values that fire one by one, and judges its "nothing fired" summary only otherwise."""
+    limit = first_limit(spec)
+    if value is None or limit is None:
+        return False
+    return value < limit if spec.get('direction', ABOVE) == BELOW else value > limit
+
+
 def unknown(thresholds, name, message, obj=None, **extra):
     """The ``unknown`` finding of check ``name`` (it could not be measured), with its thresholds when it has any."""
     spec = thresholds.get(name, {})

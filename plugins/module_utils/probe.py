@@ -23,7 +23,7 @@ from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import tlsinfo as T
-from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError, ThresholdError
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_BODY = 1024 * 1024  # bytes read for content checks; the rest is counted, not kept
@@ -176,6 +176,20 @@ def json_path(document, path):
     return value
 
 
+def same_json(actual, expected):
+    """JSON equality that keeps the JSON types apart: ``true`` is not ``1`` and ``false`` is not ``0`` (as they are
+    in Python); integers and decimals are both numbers (``1`` is ``1.0``). Objects and arrays compare member by member."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    if isinstance(actual, dict) or isinstance(expected, dict):
+        return (isinstance(actual, dict) and isinstance(expected, dict) and set(actual) == set(expected)
+                and all(same_json(actual[key], expected[key]) for key in actual))
+    if isinstance(actual, list) or isinstance(expected, list):
+        return (isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected)
+                and all(same_json(actual[i], expected[i]) for i in range(len(actual))))
+    return actual == expected  # text, numbers, null: Python's equality already keeps these apart
+
+
 def content_problems(endpoint, body):
     problems = []
     text = body.decode('utf-8', errors='replace')
@@ -192,7 +206,7 @@ def content_problems(endpoint, body):
             except (KeyError, IndexError, ValueError, TypeError):
                 problems.append('%s is missing' % path)
                 continue
-            if actual != expected:
+            if not same_json(actual, expected):
                 problems.append('%s is %s, expected %s' % (path, json.dumps(actual), json.dumps(expected)))
     return problems
 
@@ -296,10 +310,38 @@ def run_all(endpoints, context, retries, max_workers):
         return [future.result() for future in futures]
 
 
+def _latency_defaults(defaults):
+    """The module's http_latency levels: the defaults with the module's ``thresholds`` (old names included)."""
+    overrides, _notices = C.renamed_thresholds(defaults.get('thresholds'), RENAMED_THRESHOLDS)
+    return C.merge_thresholds(DEFAULT_THRESHOLDS, overrides)[LATENCY]
+
+
+def _validate_latency(index, endpoint, latency):
+    """Refuse an endpoint whose latency levels contradict each other as ``findings_for`` will use them: its own
+    ``latency_warning_ms``/``latency_critical_ms``, each over the module's http_latency level of the same name."""
+    levels, origins = [], []
+    for level in ('warning', 'critical'):
+        option = 'latency_%s_ms' % level
+        if option in endpoint:
+            levels.append(endpoint[option])
+            origins.append('%s from its %s (%s)' % (level, option, endpoint[option]))
+        else:
+            levels.append(latency[level])
+            origins.append('%s from thresholds.%s (%s; it sets no %s)' % (level, LATENCY, latency[level], option))
+    try:
+        C.validate_thresholds('endpoints[%d].latency' % index, levels[0], levels[1])
+    except ThresholdError as exc:
+        raise ThresholdError('%s; endpoint %s: %s' % (exc, endpoint['name'], ', '.join(origins))) from exc
+
+
 def normalize(endpoints, defaults):
-    """Fill each endpoint's defaults and check what cannot be checked by the argument spec."""
+    """Fill each endpoint's defaults and check what cannot be checked by the argument spec.
+
+    ``defaults`` are the module's options; its ``thresholds`` give the latency levels an endpoint's own
+    ``latency_warning_ms``/``latency_critical_ms`` are checked together with."""
     names = set()
     result = []
+    latency = _latency_defaults(defaults)
     for index, given in enumerate(endpoints):
         endpoint = dict((k, v) for k, v in given.items() if v is not None)
         endpoint.setdefault('name', endpoint['url'])
@@ -324,8 +366,7 @@ def normalize(endpoints, defaults):
             except re.error as exc:
                 raise ConfigurationError('endpoints[%d] (%s): body_regex is not a regular expression: %s'
                                          % (index, endpoint['name'], exc)) from exc
-        C.validate_thresholds('endpoints[%d].latency' % index, endpoint.get('latency_warning_ms'),
-                              endpoint.get('latency_critical_ms'))
+        _validate_latency(index, endpoint, latency)
         headers = dict((str(k), str(v)) for k, v in (endpoint.get('headers') or {}).items())
         body = endpoint.get('body')
         if isinstance(body, (dict, list)):

@@ -64,7 +64,8 @@ SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, t.relname A
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint,
        coalesce(s.idx_scan, 0) AS scans, pg_relation_size(i.indexrelid) AS size, ic.reltuples::float AS reltuples,
        t.reltuples::float AS table_reltuples, ic.reloptions,
-       i.indkey::text AS key, i.indclass::text AS opclasses,
+       i.indkey::text AS key, i.indclass::text AS opclasses, i.indcollation::text AS collations,
+       i.indoption::text AS key_options,
        coalesce(pg_get_expr(i.indexprs, i.indrelid), '') AS exprs,
        coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS pred
 FROM pg_index i
@@ -184,9 +185,7 @@ class Inspection(object):
             self.findings.add('slow_queries', C.UNKNOWN, 'cannot read pg_stat_statements: %s' % db_error_text(exc))
             return
         self.data['slow_queries'] = {'by_total_time': by_total, 'by_mean_time': by_mean, 'stats_reset': reset}
-        spec = self.thresholds['slow_queries']
-        limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
-        slow = [q for q in by_mean if limit is not None and q['mean_ms'] > limit]
+        slow = [q for q in by_mean if C.past_first_limit(self.thresholds['slow_queries'], q['mean_ms'])]
         self.metrics['slow_queries'] = len(slow)
         for query in slow:
             self.findings.judge('slow_queries', query['mean_ms'], 'statement %s averages {value} ms over %d call(s) (max %s ms): '
@@ -203,8 +202,9 @@ class Inspection(object):
                   and not ix['is_primary'] and not ix['backs_constraint'] and ix['size'] >= self.params['_min_index_bytes']]
         groups = {}
         for ix in indexes:
-            groups.setdefault((ix['indrelid'], ix['method'], ix['key'], ix['opclasses'], ix['exprs'], ix['pred']),
-                              []).append(ix)
+            # the same columns with another collation or sort order (COLLATE, DESC, NULLS FIRST) are another index
+            groups.setdefault((ix['indrelid'], ix['method'], ix['key'], ix['opclasses'], ix.get('collations'),
+                               ix.get('key_options'), ix['exprs'], ix['pred']), []).append(ix)
         duplicates = [sorted(group, key=lambda ix: (not ix['backs_constraint'], not ix['is_unique'], ix['name']))
                       for group in groups.values() if len(group) > 1]
         invalid = IX.invalid_indexes(self.session, self.exclude.regexes)
@@ -254,8 +254,7 @@ class Inspection(object):
                          'bytes': table['table_bytes']})
         rows.sort(key=lambda r: (-r['rows_read_by_seq'], r['table']))
         self.data['seq_scans'] = rows[:self.top]
-        spec = self.thresholds['seq_scans']
-        fired = [r for r in rows if spec.get('warning') is not None and r['seq_percent'] > spec['warning']]
+        fired = [r for r in rows if C.past_first_limit(self.thresholds['seq_scans'], r['seq_percent'])]
         for row in fired:
             self.findings.judge('seq_scans', row['seq_percent'], '{value}%% of the scans of %s (%s) read the whole table '
                                 '(%d sequential, %d index scans, %d rows read sequentially); an index on its filter columns '
@@ -306,7 +305,7 @@ class Inspection(object):
                               'indexes': index_rows[:self.top]}
         for kind, rows in (('table_bloat', table_rows), ('index_bloat', index_rows)):
             spec = self.thresholds[kind]
-            fired = [r for r in rows if spec.get('warning') is not None and r['wasted_percent'] > spec['warning']]
+            fired = [r for r in rows if C.past_first_limit(spec, r['wasted_percent'])]
             key = 'table' if kind == 'table_bloat' else 'index'
             for row in fired:
                 self.findings.judge(kind, row['wasted_percent'], 'an estimated {value}%% of %s %s (%s of %s) is wasted space; '
@@ -315,9 +314,12 @@ class Inspection(object):
                                             else 'appcare.maintenance.pg_reindex rebuilds it'),
                                     obj='%s=%s' % (key, row[key]))
             if not fired:
+                limit = C.first_limit(spec)
                 self.findings.judge(kind, max([r['wasted_percent'] for r in rows] or [0]),
-                                    'no %s of %s or more is more than %s%% bloated (estimate)'
-                                    % (key, C.human_bytes(self.min_table_bytes), spec.get('warning')))
+                                    ('no %s of %s or more is more than %s%% bloated (estimate)'
+                                     % (key, C.human_bytes(self.min_table_bytes), limit)) if limit is not None
+                                    else 'the most bloated %s of %s or more wastes an estimated {value}%% '
+                                    '(no threshold set)' % (key, C.human_bytes(self.min_table_bytes)))
 
     def _table_bloat(self, table, width, block):
         tuples = table['reltuples']
@@ -400,8 +402,7 @@ class Inspection(object):
         db = self.session.one("SELECT blks_hit, blks_read FROM pg_stat_database WHERE datname = current_database()")
         total = (db['blks_hit'] or 0) + (db['blks_read'] or 0)
         self.metrics['cache_hit_ratio'] = round(100.0 * db['blks_hit'] / total, 2) if total else None
-        spec = self.thresholds['table_cache_hit']
-        fired = [r for r in rows if spec.get('warning') is not None and r['hit_percent'] < spec['warning']]
+        fired = [r for r in rows if C.past_first_limit(self.thresholds['table_cache_hit'], r['hit_percent'])]
         for row in fired:
             self.findings.judge('table_cache_hit', row['hit_percent'], '{value}%% of the block reads of %s came from shared '
                                 'buffers (%d reads); the table does not fit in memory or is scanned in full'

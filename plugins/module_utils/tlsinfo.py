@@ -88,9 +88,14 @@ def parse_endpoint(text):
         raise ConfigurationError('%s is not a supported endpoint (use https://, tls://, postgresql://, smtp://, '
                                  'submission:// or smtps:// with a host)' % text)
     try:
-        port = parts.port or DEFAULT_PORTS[scheme]
+        port = parts.port
     except ValueError as exc:
-        raise ConfigurationError('%s: %s' % (text, exc)) from exc
+        raise ConfigurationError('%s: %s (a port is a number from 1 to 65535)' % (text, exc)) from exc
+    if port is None:
+        return scheme, parts.hostname, DEFAULT_PORTS[scheme]
+    if not 1 <= port <= 65535:  # 0 is no port a server listens on; it must not become the default port
+        raise ConfigurationError('%s: port %d is not a port to connect to (use 1 to 65535, or leave the port out '
+                                 'for the default %d of %s://)' % (text, port, DEFAULT_PORTS[scheme], scheme))
     return scheme, parts.hostname, port
 
 
