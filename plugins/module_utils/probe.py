@@ -353,6 +353,14 @@ def normalize(endpoints, defaults):
         if parts.scheme not in ('http', 'https') or not parts.hostname:
             raise ConfigurationError('endpoints[%d] (%s): url %s is not an http:// or https:// URL'
                                      % (index, endpoint['name'], endpoint['url']))
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            # An explicit port 0 would otherwise read as "no port" and probe the default one.
+            raise ConfigurationError('endpoints[%d] (%s): url %s has no valid port (use 1 to 65535, or leave the port '
+                                     'out for the default)' % (index, endpoint['name'], endpoint['url']))
         for key in ('method', 'timeout', 'samples', 'follow_redirects', 'max_redirects'):
             endpoint.setdefault(key, defaults[key])
         if endpoint['samples'] < 1 or endpoint['timeout'] <= 0:

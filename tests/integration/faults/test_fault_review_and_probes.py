@@ -183,3 +183,12 @@ def test_fault_tls_port_0_is_refused_not_the_default_port(endpoint):
     assert result['msg'].startswith('invalid options: %s: port 0 ' % endpoint), result['msg']
     assert 'use 1 to 65535' in result['msg']
     assert 'certificates' not in result
+
+
+@pytest.mark.parametrize('url', ['http://127.0.0.1:0/health', 'https://127.0.0.1:0/', 'http://127.0.0.1:99999/'])
+def test_fault_http_port_0_is_refused_not_the_default_port(url):
+    """http_health_info refuses an explicit port 0 (or one out of range) before probing, like tls_cert_info."""
+    result = run_module('http_health_info', {'endpoints': [{'name': 'bad', 'url': url}]})
+    assert result.failed, result.raw
+    assert result['msg'].startswith('invalid options: endpoints[0] (bad): url %s has no valid port' % url), result['msg']
+    assert 'endpoints' not in result
