@@ -323,12 +323,14 @@ def newest_good(backups, database):
 
 def plaintext_files(path):
     """The files of a backup directory that are not OpenPGP-encrypted (judged by their bytes, not by the
-    manifest; the manifest itself is metadata and stays readable)."""
+    manifest; the manifest itself is metadata and stays readable, and so does a temporary copy of it that an
+    interrupted manifest write left)."""
     plain = []
     for current, _dirs, files in os.walk(path):
         for name in sorted(files):
             full = os.path.join(current, name)
-            if full != os.path.join(path, MANIFEST) and not E.looks_encrypted(full):
+            metadata = current == path and (name == MANIFEST or name.startswith('.%s.' % MANIFEST))
+            if not metadata and not E.looks_encrypted(full):
                 plain.append(os.path.relpath(full, path))
     return plain
 

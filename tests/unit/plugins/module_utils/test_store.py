@@ -245,3 +245,14 @@ def test_exit_reason(code, stderr, expected):
 ])
 def test_compression_args(major, method, level, expected):
     assert P.compression_args(major, method, level) == expected
+
+
+def test_plaintext_files_judges_bytes_and_leaves_the_manifest_alone(tmp_path):
+    backup = tmp_path / 'db-20260101T000000Z'
+    backup.mkdir()
+    (backup / 'manifest.json').write_text('{}')
+    (backup / '.manifest.json.abc123.tmp').write_text('{}')  # what an interrupted manifest write leaves
+    (backup / 'database.dump.gpg').write_bytes(b'\x85\x01\x8c\x03')
+    assert S.plaintext_files(str(backup)) == []
+    (backup / 'globals.sql').write_text('CREATE ROLE x;')
+    assert S.plaintext_files(str(backup)) == ['globals.sql']
