@@ -120,6 +120,43 @@ FROM pg_roles r WHERE r.rolconnlimit >= 0 AND r.rolcanlogin
 """
 
 
+def duplicate_key(ix):
+    """What makes two indexes duplicates: the same table, access method, columns, operator classes, collations,
+    sort order (``DESC``, ``NULLS FIRST``), expressions (``indexprs``) and predicate (``indpred``)."""
+    return (ix['indrelid'], ix['method'], ix['key'], ix['opclasses'], ix.get('collations'), ix.get('key_options'),
+            ix['exprs'], ix['pred'])
+
+
+def keep_order(ix):
+    """Sort key of a duplicate group, the copy to keep first: one that backs a constraint (primary key, unique,
+    exclusion, or the key a foreign key references: ``pg_constraint.conindid``), else one that enforces uniqueness,
+    else the most scanned, else the first by name."""
+    return (not (ix['backs_constraint'] or ix['is_primary']), not ix['is_unique'], -ix['scans'], ix['name'])
+
+
+def keep_reason(kept, other):
+    """Why ``kept`` is kept rather than ``other`` (both of one duplicate group, ``kept`` first by keep_order)."""
+    if kept['backs_constraint'] or kept['is_primary']:
+        return 'it backs a constraint'
+    if kept['is_unique'] and not other['is_unique']:
+        return 'it enforces uniqueness'
+    if kept['scans'] > other['scans']:
+        return '%d scan(s) against %d' % (kept['scans'], other['scans'])
+    return 'first by name, neither is used more'
+
+
+def duplicate_groups(indexes):
+    """Groups of two or more valid indexes with the same definition (duplicate_key), each ordered by keep_order:
+    the first is the one to keep, the others the ones to drop. An invalid index is never part of a group (it is
+    reported by invalid_indexes): it is never used, so keeping it instead of a valid copy would leave no usable one."""
+    groups = {}
+    for ix in indexes:
+        if ix['valid']:
+            groups.setdefault(duplicate_key(ix), []).append(ix)
+    return sorted((sorted(group, key=keep_order) for group in groups.values() if len(group) > 1),
+                  key=lambda group: (group[0]['schema'], group[0]['table_name'], group[0]['name']))
+
+
 class Inspection(object):
     """Runs the selected sections over one session."""
 
@@ -200,13 +237,8 @@ class Inspection(object):
         indexes = self.indexes()
         unused = [ix for ix in indexes if ix['scans'] == 0 and ix['valid'] and not ix['is_unique']
                   and not ix['is_primary'] and not ix['backs_constraint'] and ix['size'] >= self.params['_min_index_bytes']]
-        groups = {}
-        for ix in indexes:
-            # the same columns with another collation or sort order (COLLATE, DESC, NULLS FIRST) are another index
-            groups.setdefault((ix['indrelid'], ix['method'], ix['key'], ix['opclasses'], ix.get('collations'),
-                               ix.get('key_options'), ix['exprs'], ix['pred']), []).append(ix)
-        duplicates = [sorted(group, key=lambda ix: (not ix['backs_constraint'], not ix['is_unique'], ix['name']))
-                      for group in groups.values() if len(group) > 1]
+        duplicates = duplicate_groups(indexes)
+        group_of = dict((ix['oid'], group) for group in duplicates for ix in group)
         invalid = IX.invalid_indexes(self.session, self.exclude.regexes)
         since = self.data.get('stats_reset')
         self.data['index_usage'] = {
@@ -217,18 +249,36 @@ class Inspection(object):
             'invalid': [ix['index'] for ix in invalid],
         }
         for ix in unused:
+            name = qualified(ix['schema'], ix['name'])
+            group = group_of.get(ix['oid'])
+            if group is None:
+                advice = 'it costs %s and slows every write - DROP INDEX CONCURRENTLY %s if nothing needs it' % (
+                    C.human_bytes(ix['size']), name)
+            elif group[0] is not ix:
+                # one recommendation per object: the same advice as duplicate_index, never a second one
+                advice = 'it is a duplicate of %s, the copy kept: drop it (see duplicate_index)' % qualified(
+                    group[0]['schema'], group[0]['name'])
+            else:
+                # the copy duplicate_index keeps: dropping it as well would drop every copy of the key
+                advice = ('it is the copy duplicate_index keeps of its duplicates (%s): drop those, not this one; '
+                          'once they are gone it is the last copy, review it then'
+                          % ', '.join(qualified(other['schema'], other['name']) for other in group[1:]))
             self.findings.add('unused_index', C.WARNING, 'index %s on %s has not been used since the statistics were reset%s; '
-                              'it costs %s and slows every write - DROP INDEX CONCURRENTLY %s if nothing needs it'
-                              % (qualified(ix['schema'], ix['name']), ix['table_name'], ' (%s)' % since if since else '',
-                                 C.human_bytes(ix['size']), qualified(ix['schema'], ix['name'])),
-                              obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
+                              '%s' % (name, ix['table_name'], ' (%s)' % since if since else '', advice),
+                              obj='index=%s' % name, value=ix['size'], unit='bytes')
         if not unused:
             self.findings.ok('unused_index', 'every index has been used (or backs a constraint)')
         for group in duplicates:
+            keep = qualified(group[0]['schema'], group[0]['name'])
             for ix in group[1:]:
+                name = qualified(ix['schema'], ix['name'])
+                if ix['backs_constraint'] or ix['is_primary']:
+                    drop = '; it backs a constraint too: drop that constraint, not the index, if %s enforces the same' % keep
+                else:
+                    drop = ' and DROP INDEX CONCURRENTLY %s' % name
                 self.findings.add('duplicate_index', C.WARNING, 'index %s duplicates %s (same table, same key definition); '
-                                  'drop one' % (qualified(ix['schema'], ix['name']), qualified(group[0]['schema'], group[0]['name'])),
-                                  obj='index=%s' % qualified(ix['schema'], ix['name']), value=ix['size'], unit='bytes')
+                                  'keep %s (%s)%s' % (name, keep, keep, keep_reason(group[0], ix), drop),
+                                  obj='index=%s' % name, value=ix['size'], unit='bytes')
         if not duplicates:
             self.findings.ok('duplicate_index', 'no duplicate indexes')
         for ix in invalid:

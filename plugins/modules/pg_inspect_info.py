@@ -18,8 +18,14 @@ description:
     shared-buffer hit share, and the time of the last statistics reset; finding C(slow_queries) per statement
     whose mean is above 2000 ms (warning), C(unknown) without the extension."
   - "C(index_usage) - unused indexes (no scan since the statistics reset; primary keys, unique and constraint
-    indexes are never reported), duplicate indexes (same table, columns, operator classes, expressions and
-    predicate), invalid indexes; findings C(unused_index), C(duplicate_index), C(invalid_indexes) (warning)."
+    indexes are never reported), duplicate indexes (valid indexes on the same table with the same columns,
+    operator classes, collations, sort order, expressions and predicate), invalid indexes; findings
+    C(unused_index), C(duplicate_index), C(invalid_indexes) (warning). One recommendation per index: of
+    duplicate indexes, C(duplicate_index) keeps the one that backs a constraint (primary key, unique, exclusion,
+    or the key a foreign key references), else one that enforces uniqueness, else the most scanned, else the
+    first by name, and tells to drop the others only; C(unused_index) knows these groups - an unused duplicate
+    is sent to the C(duplicate_index) advice and the copy kept is never told to be dropped - so the advice never
+    drops every copy."
   - "C(seq_scans) - tables of at least O(min_table_size) by rows read sequentially; finding C(seq_scans) when
     more than 50 % of a table's scans are sequential (warning)."
   - "C(sizes) - per table heap, indexes, TOAST and total, and the database total; finding C(database_size) (ok,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import pytest
 
@@ -469,3 +470,80 @@ def test_slow_queries_without_the_extension(statements):
     (check,) = named(review, 'slow_queries')
     assert check['status'] == C.UNKNOWN and 'pg_stat_statements is not installed in database app' in check['message']
     assert review.data['slow_queries'] is None
+
+
+# -- one recommendation per index: duplicate_index and unused_index agree -----------------------------------------------
+
+@pytest.mark.parametrize('members, keep', [
+    ([dict(name='a_idx', scans=0), dict(name='b_idx', scans=10)], 'b_idx'),  # the used one, not the first by name
+    ([dict(name='a_idx', scans=5), dict(name='b_idx', scans=500, unique=True, constraint=True)], 'b_idx'),
+    ([dict(name='a_idx', scans=500), dict(name='b_idx', scans=0, unique=True, constraint=True)], 'b_idx'),
+    ([dict(name='a_idx', scans=500), dict(name='z_idx', scans=0, unique=True)], 'z_idx'),  # enforces uniqueness
+    ([dict(name='b_idx', scans=3), dict(name='a_idx', scans=3)], 'a_idx'),
+    ([dict(name='c_idx', scans=1), dict(name='a_idx', scans=0), dict(name='b_idx', scans=7)], 'b_idx'),
+])
+def test_duplicate_groups_keep_the_constraint_else_most_scanned_else_first_by_name(members, keep):
+    (group,) = RV.duplicate_groups([index(**m) for m in members])
+    assert group[0]['name'] == keep and len(group) == len(members)
+
+
+def test_duplicate_groups_leave_out_invalid_indexes_and_single_ones():
+    assert RV.duplicate_groups([index('a_idx', valid=False, scans=0), index('b_idx', scans=0)]) == []
+    assert RV.duplicate_groups([index('a_idx'), index('b_idx', key='2')]) == []
+
+
+def test_duplicate_key_compares_collation_sort_order_expressions_and_predicate():
+    plain = dict(index('a_idx'), collations='0', key_options='0')
+    for field, value in (('collations', '950'), ('key_options', '3'), ('exprs', 'lower(email)'), ('pred', '(x > 1)')):
+        assert RV.duplicate_key(plain) != RV.duplicate_key(dict(plain, **{field: value})), field
+    assert RV.duplicate_key(plain) == RV.duplicate_key(dict(plain, name='b_idx', oid=2, scans=0))
+
+
+def drop_advice(review):
+    """The indexes some finding tells to drop."""
+    return {obj for f in review.findings if f['status'] != C.OK
+            for obj in re.findall(r'DROP INDEX CONCURRENTLY (\S+)', f['message'])} | {
+        f['object'][len('index='):] for f in review.findings if 'drop it (see duplicate_index)' in f['message']}
+
+
+def test_unused_copy_of_a_used_duplicate_gets_one_advice_and_the_used_copy_none():
+    review = inspect('index_usage', Session(indexes=[index('a_idx', scans=0), index('b_idx', scans=10)]))
+    (dup,) = fired(review, 'duplicate_index')
+    assert dup['object'] == 'index=public.a_idx' and 'keep public.b_idx' in dup['message']
+    assert 'DROP INDEX CONCURRENTLY public.a_idx' in dup['message']
+    (unused,) = fired(review, 'unused_index')
+    assert unused['object'] == 'index=public.a_idx'
+    assert 'duplicate of public.b_idx' in unused['message'] and 'public.b_idx' not in drop_advice(review)
+    assert drop_advice(review) == {'public.a_idx'}
+    assert review.data['index_usage']['duplicates'] == [{'keep': 'public.b_idx', 'redundant': ['public.a_idx'],
+                                                         'bytes': MB}]
+
+
+def test_unused_duplicates_never_all_advised_dropped():
+    review = inspect('index_usage', Session(indexes=[index('a_idx', scans=0), index('b_idx', scans=0),
+                                                     index('c_idx', scans=0)]))
+    assert drop_advice(review) == {'public.b_idx', 'public.c_idx'}
+    kept = [f for f in fired(review, 'unused_index') if f['object'] == 'index=public.a_idx']
+    assert len(kept) == 1 and 'not this one' in kept[0]['message'] and 'DROP INDEX' not in kept[0]['message']
+
+
+def test_duplicate_of_a_constraint_index_keeps_it_and_no_advice_drops_it():
+    review = inspect('index_usage', Session(indexes=[index('a_idx', scans=0),
+                                                     index('t_key', scans=0, unique=True, constraint=True)]))
+    (dup,) = fired(review, 'duplicate_index')
+    assert dup['object'] == 'index=public.a_idx' and 'keep public.t_key (it backs a constraint)' in dup['message']
+    assert drop_advice(review) == {'public.a_idx'}
+
+
+def test_redundant_copy_backing_a_constraint_is_not_told_drop_index():
+    review = inspect('index_usage', Session(indexes=[index('a_pkey', primary=True, unique=True, constraint=True),
+                                                     index('b_key', unique=True, constraint=True)]))
+    (dup,) = fired(review, 'duplicate_index')
+    assert dup['object'] == 'index=public.b_key' and 'drop that constraint' in dup['message']
+    assert drop_advice(review) == set()
+
+
+def test_single_unused_index_still_told_to_drop():
+    review = inspect('index_usage', Session(indexes=[index('a_idx', scans=0), index('b_idx', scans=0, key='2')]))
+    assert drop_advice(review) == {'public.a_idx', 'public.b_idx'}
+    assert [f['status'] for f in named(review, 'duplicate_index')] == [C.OK]
