@@ -12,6 +12,7 @@ only the kind of hash (``scram-sha-256``, ``md5``, ``none``).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
@@ -34,8 +35,9 @@ SERVER_CHECKS = ['ssl', 'password_encryption', 'log_connections', 'log_disconnec
 OBJECT_CHECKS = ['public_schema_create', 'security_definer_search_path', 'extension_in_public']
 EXPOSURE_CHECKS = ['rls_disabled_in_public', 'policy_exists_rls_disabled', 'rls_enabled_no_policy',
                    'security_definer_view', 'auth_users_exposed']
-EVENT_CHECKS = ['failed_logins', 'auth_new_addresses', 'auth_repeated_signups', 'auth_signup_burst',
-                'auth_token_revocations']
+# The event checks that read auth.audit_log_entries (auth_users_exposed is an exposure check: it reads the catalogue).
+AUTH_EVENT_CHECKS = ['auth_new_addresses', 'auth_repeated_signups', 'auth_signup_burst', 'auth_token_revocations']
+EVENT_CHECKS = ['failed_logins'] + AUTH_EVENT_CHECKS
 BASELINE_CHECKS = list(AC.ALL_BASELINE_CHECKS)
 ALL_CHECKS = ROLE_CHECKS + SERVER_CHECKS + OBJECT_CHECKS + EXPOSURE_CHECKS + EVENT_CHECKS + BASELINE_CHECKS
 
@@ -57,11 +59,31 @@ DEFAULT_ALLOWED_PRIVILEGED = ['postgres', 'supabase_admin', 'supabase_auth_admin
 PRIVILEGE_ATTRIBUTES = (('rolcreaterole', 'CREATEROLE'), ('rolcreatedb', 'CREATEDB'),
                         ('rolbypassrls', 'BYPASSRLS'), ('rolreplication', 'REPLICATION'))
 HOST_TYPES = ('host', 'hostssl', 'hostnossl', 'hostgssenc', 'hostnogssenc')
+LOCAL_USERS = 'local users (anyone with a shell on the server host)'
 
 INSUFFICIENT_PRIVILEGE = '42501'
 # The OID of a table in schema auth, read from the catalogue (to_regclass needs USAGE on the schema).
 AUTH_TABLE_OID = ("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                   "WHERE n.nspname = 'auth' AND c.relname = '%s'")
+
+
+def hba_reach(rule):
+    """Who a pg_hba.conf rule admits: 'local' (Unix socket), 'loopback' (only 127.0.0.0/8 or ::1 addresses),
+    or 'network' (anything else, including host names and samehost/samenet)."""
+    if rule['type'] == 'local':
+        return 'local'
+    try:
+        address = ipaddress.ip_address(rule['address'])
+        prefix = bin(int(ipaddress.ip_address(rule['netmask']))).count('1') if rule['netmask'] else address.max_prefixlen
+        network = ipaddress.ip_network('%s/%d' % (address, prefix), strict=False)
+    except (TypeError, ValueError):
+        return 'network'
+    return 'loopback' if network.is_loopback else 'network'
+
+
+def _hba_address(rule):
+    """The address column of a pg_hba.conf rule as written ('127.0.0.1/255.255.255.255'), '' for local."""
+    return '%s%s' % (rule['address'] or '', '/' + rule['netmask'] if rule['netmask'] else '')
 
 
 class Audit(object):
@@ -188,12 +210,22 @@ class Audit(object):
         without = sorted(name for name, (kind, login) in kinds.items() if login and kind == 'none')
         for name in without:
             reaching = [r for r in trust_rules if 'all' in (r['user_name'] or []) or name in (r['user_name'] or [])]
-            if reaching:
-                fired = True
+            if not reaching:
+                continue
+            fired = True
+            network = [r for r in reaching if hba_reach(r) == 'network']
+            rule = (network or reaching)[0]
+            if network:
                 self.findings.add('passwordless_logins', C.CRITICAL, 'login role %s has no password and pg_hba.conf line %s '
-                                  '(%s trust) lets anyone who reaches the server log in as it over the network; set a '
+                                  '(%s %s trust) lets anyone who reaches the server over the network log in as it; set a '
                                   'password and replace trust with scram-sha-256'
-                                  % (name, reaching[0]['line_number'], reaching[0]['type']), obj='role=%s' % name)
+                                  % (name, rule['line_number'], rule['type'], _hba_address(rule)), obj='role=%s' % name)
+            else:
+                self.findings.add('passwordless_logins', C.WARNING, 'login role %s has no password and pg_hba.conf line %s '
+                                  '(%s %s trust) admits only loopback connections, so %s can log in as it; set a '
+                                  'password and replace trust with scram-sha-256 (or peer)'
+                                  % (name, rule['line_number'], rule['type'], _hba_address(rule), LOCAL_USERS),
+                                  obj='role=%s' % name)
         if not fired:
             self.findings.ok('passwordless_logins', '%d login role(s) without a password, none reachable through a '
                              'trust rule for network connections' % len(without), value=len(without))
@@ -264,16 +296,20 @@ class Audit(object):
                 continue
             if rule['type'] not in HOST_TYPES or rule['auth_method'] == 'reject':
                 continue
-            text = '%s %s %s %s%s %s' % (rule['type'], ','.join(rule['database'] or []), ','.join(rule['user_name'] or []),
-                                         rule['address'] or '', '/' + rule['netmask'] if rule['netmask'] else '',
-                                         rule['auth_method'])
+            text = '%s %s %s %s %s' % (rule['type'], ','.join(rule['database'] or []), ','.join(rule['user_name'] or []),
+                                       _hba_address(rule), rule['auth_method'])
             everywhere = rule['address'] == 'all' or (rule['address'] in ('0.0.0.0', '::') and
                                                       rule['netmask'] in ('0.0.0.0', '::'))
             problems = []
             status = C.OK
-            if rule['auth_method'] == 'trust':
-                problems.append('trust lets anyone who reaches the server in without a password')
+            if rule['auth_method'] == 'trust' and hba_reach(rule) == 'network':
+                problems.append('trust lets anyone who reaches the server over the network in without a password')
                 status = C.CRITICAL
+            elif rule['auth_method'] == 'trust':
+                problems.append('trust admits only loopback connections, so %s can log in as %s without a password'
+                                % (LOCAL_USERS, 'any role' if 'all' in (rule['user_name'] or []) else
+                                   ', '.join(rule['user_name'] or [])))
+                status = C.WARNING
             elif rule['auth_method'] == 'password':
                 problems.append('password sends the password in clear text')
                 status = C.CRITICAL if rule['type'] != 'hostssl' else C.WARNING
@@ -294,15 +330,28 @@ class Audit(object):
 
     # -- schemas and objects ----------------------------------------------------------------------------
     def check_public_schema_create(self):
-        row = self.session.one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
-            "WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS open")
-        if row['open']:
-            self.findings.add('public_schema_create', C.WARNING, 'every role (PUBLIC) may create objects in schema public '
-                              '(the pre-PostgreSQL-15 default, kept by upgraded databases); REVOKE CREATE ON SCHEMA public '
-                              'FROM PUBLIC', obj='schema=public')
-        else:
+        rows = self.session.query(
+            "SELECT pg_get_userbyid(n.nspowner) AS owner, pg_get_userbyid(a.grantor) AS grantor "
+            "FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a "
+            "WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE' ORDER BY 2")
+        if not rows:
             self.findings.ok('public_schema_create', 'PUBLIC may not create objects in schema public')
+            return
+        owner = rows[0]['owner']
+        grantors = sorted(set(r['grantor'] for r in rows))
+        observed = 'every role (PUBLIC) may create objects in schema public (CREATE granted by %s; schema owner %s)' \
+            % (', '.join(grantors), owner)
+        if self.facts['server_version_num'] < 150000:
+            cause = ('the default before PostgreSQL 15' if grantors == [owner]
+                     else 'granted explicitly: the default would be granted by the owner')
+        elif owner != 'pg_database_owner' and grantors == [owner]:
+            # PostgreSQL 15+ creates public owned by pg_database_owner; an upgrade keeps the old owner and ACL.
+            cause = ('not a PostgreSQL 15+ default; the schema is not owned by pg_database_owner, as in a database '
+                     'created before PostgreSQL 15 and upgraded, which keeps the old default')
+        else:
+            cause = 'not a PostgreSQL 15+ default: someone granted it'
+        self.findings.add('public_schema_create', C.WARNING, '%s, %s; REVOKE CREATE ON SCHEMA public FROM PUBLIC'
+                          % (observed, cause), obj='schema=public', grantors=grantors)
 
     def check_security_definer_search_path(self):
         rows = self.session.query(
@@ -426,7 +475,7 @@ class Audit(object):
     def run_events(self, selected):
         if 'failed_logins' in selected and self.params['log_path']:
             self.check_failed_logins()
-        wanted = [name for name in selected if name.startswith('auth_')]
+        wanted = [name for name in selected if name in AUTH_EVENT_CHECKS]
         if wanted:
             self.check_auth_events(wanted)
         return self.findings
@@ -473,7 +522,7 @@ class Audit(object):
         hours = self.params['log_window_hours']
         args = {'window': '%d seconds' % int(hours * 3600), 'lookback': '%d days' % self.params['auth_lookback_days']}
         results = {}
-        for key in ('sign_ins', 'new_addresses', 'has_history', 'counts', 'hourly'):
+        for key in ('sign_ins', 'new_addresses', 'history', 'counts', 'hourly'):
             rows, error = self.try_query(AL.AUTH_SQL[key], args)
             if rows is None:
                 for name in wanted:
@@ -520,10 +569,14 @@ class Audit(object):
                                       'audit log to the database (GOTRUE_AUDIT_LOG_DISABLE_POSTGRES)' % (hours, signed_in))
                 return
         new = [r['address'] for r in results['new_addresses']]
-        if not results['has_history'][0]['has_history']:
-            self.findings.ok('auth_new_addresses', 'no audit history in the %d days before the window to compare with; '
-                             '%d address(es) signed in' % (self.params['auth_lookback_days'], len(results['sign_ins'])),
-                             value=None)
+        history = results['history'][0]
+        if float(history['seconds']) < float(history['needed']):
+            # Every address would look new against a baseline the audit log does not cover.
+            self.findings.unknown('auth_new_addresses', 'not enough history (%d days of audit log, need window + '
+                                  'baseline): the window is %s h and the baseline auth_lookback_days = %d days; '
+                                  '%d address(es) signed in in the window'
+                                  % (int(float(history['seconds']) // 86400), hours, self.params['auth_lookback_days'],
+                                     len(results['sign_ins'])))
             return
         self.findings.judge('auth_new_addresses', len(new), '{value} address(es) signed in for the first time in %d days: %s'
                             % (self.params['auth_lookback_days'], ', '.join(new[:20]) or 'none'), addresses=new)

@@ -206,10 +206,10 @@ AUTH_SQL = {
                             AND b.created_at < now() - %(window)s::interval
                             AND b.created_at >= now() - %(window)s::interval - %(lookback)s::interval)
         ORDER BY 1""",
-    'has_history': """
-        SELECT EXISTS (SELECT 1 FROM auth.audit_log_entries WHERE created_at < now() - %(window)s::interval
-                       AND created_at >= now() - %(window)s::interval - %(lookback)s::interval)
-          AS has_history""",
+    'history': """
+        SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0) AS seconds,
+               extract(epoch FROM %(window)s::interval + %(lookback)s::interval) AS needed
+        FROM auth.audit_log_entries""",
     'counts': """
         SELECT payload->>'action' AS action, count(*) AS n FROM auth.audit_log_entries
         WHERE created_at >= now() - %(window)s::interval GROUP BY 1 ORDER BY 1""",

@@ -21,19 +21,23 @@ description:
     it fires, one C(ok) finding when it does not, and one C(unknown) finding naming the missing privilege when
     the login role cannot read what it needs. The other checks still complete.
   - "Severities. Critical: C(superusers) (superuser not in O(allowed_superusers)); C(password_hashes) for a
-    plain-text password; C(passwordless_logins) (login role without password reachable through a C(trust)
-    rule for network connections); C(hba_rules) for C(trust) on a network rule, or C(password) on a rule that
-    is not C(hostssl); C(rls_disabled_in_public); C(policy_exists_rls_disabled); C(security_definer_view);
-    C(auth_users_exposed); C(new_superusers). Warning: C(privileged_roles) (CREATEROLE, CREATEDB, BYPASSRLS or
-    REPLICATION outside O(allowed_privileged_roles)); C(password_hashes) for MD5; C(untrusted_languages);
-    C(ssl) off; C(password_encryption) not scram-sha-256; C(log_connections) / C(log_disconnections) off;
-    C(hba_rules) for C(md5), C(password) on C(hostssl), a rule open to every address, or a line that does not
-    parse; C(public_schema_create); C(security_definer_search_path); C(extension_in_public); C(roles_added);
-    C(roles_removed); C(role_attributes_changed); C(memberships_changed); C(grants_changed). Info (status
-    C(ok), listed): C(rls_enabled_no_policy). By threshold (see O(thresholds)): C(failed_logins) (per client
-    address, warning 10, critical 50 in the window), C(auth_new_addresses) (warning 20),
-    C(auth_repeated_signups) (warning 10, critical 50), C(auth_signup_burst) (sign-ups in one hour, warning 50,
-    critical 200), C(auth_token_revocations) (revocations beyond refresh rotation in one hour, warning 50,
+    plain-text password; C(passwordless_logins) (login role without password reachable through a C(trust) rule
+    that admits network addresses); C(hba_rules) for C(trust) on a rule that admits network addresses, or
+    C(password) on a rule that is not C(hostssl); C(rls_disabled_in_public); C(policy_exists_rls_disabled);
+    C(security_definer_view); C(auth_users_exposed); C(new_superusers). Warning: C(privileged_roles) (CREATEROLE,
+    CREATEDB, BYPASSRLS or REPLICATION outside O(allowed_privileged_roles)); C(password_hashes) for MD5;
+    C(untrusted_languages); C(ssl) off; C(password_encryption) not scram-sha-256; C(log_connections) /
+    C(log_disconnections) off; C(passwordless_logins) and C(hba_rules) for C(trust) on a C(host*) rule that admits
+    only loopback addresses (127.0.0.0/8, ::1) - the exposure is local users, anyone with a shell on the server
+    host; C(hba_rules) for C(md5), C(password) on C(hostssl), a rule open to every address, or a line that does
+    not parse; C(public_schema_create) (PUBLIC may create in schema public; the finding names who granted it and
+    calls it the old default only before PostgreSQL 15, when the schema's owner granted it, or on 15 and later
+    when the schema is not owned by pg_database_owner, as after an upgrade); C(security_definer_search_path);
+    C(extension_in_public); C(roles_added); C(roles_removed); C(role_attributes_changed); C(memberships_changed);
+    C(grants_changed). Info (status C(ok), listed): C(rls_enabled_no_policy). By threshold (see O(thresholds)):
+    C(failed_logins) (per client address, warning 10, critical 50 in the window), C(auth_new_addresses) (warning
+    20), C(auth_repeated_signups) (warning 10, critical 50), C(auth_signup_burst) (sign-ups in one hour, warning
+    50, critical 200), C(auth_token_revocations) (revocations beyond refresh rotation in one hour, warning 50,
     critical 200)."
   - The lints about the API use the names of Supabase's database linter (splinter) where they match -
     C(rls_disabled_in_public), C(policy_exists_rls_disabled), C(rls_enabled_no_policy), C(security_definer_view),
@@ -125,6 +129,8 @@ options:
     description:
       - For C(auth_new_addresses) - an address is new when it signed in inside the window and not in this many
         days before it.
+      - When C(auth.audit_log_entries) holds less history than O(log_window_hours) plus these days,
+        C(auth_new_addresses) is C(unknown) (not enough history) rather than counting every address as new.
     type: int
     default: 30
   baseline:
