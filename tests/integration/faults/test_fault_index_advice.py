@@ -43,7 +43,7 @@ def drop_advice(result):
 
 def scan(target, index, query, times):
     """Scan ``index`` ``times`` times, each on its own session, and wait until the statistics show it."""
-    for _ in range(times):
+    for _round in range(times):
         target.sql('SET enable_seqscan = off; SET enable_bitmapscan = off; %s' % query)
     assert wait_until(lambda: target.sql('SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s',
                                          (index,))[0][0] >= times)
