@@ -16,12 +16,16 @@ import re
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError, ThresholdError
 
 OK = 'ok'
+INFO = 'info'  # advice (splinter's INFO level): nothing is wrong, something may be worth doing
 WARNING = 'warning'
 CRITICAL = 'critical'
 UNKNOWN = 'unknown'
 
-# Worst last. "unknown" (we could not measure) ranks above "ok" but below a real warning.
-STATUS_ORDER = (OK, UNKNOWN, WARNING, CRITICAL)
+# Worst last. "info" (advice) ranks just above "ok"; "unknown" (we could not measure) above it but below a
+# real warning. Neither alerts nor trips the fail gate.
+STATUS_ORDER = (OK, INFO, UNKNOWN, WARNING, CRITICAL)
+# The levels a fired finding can have, and that O(severity) may give a check.
+SEVERITY_LEVELS = (INFO, WARNING, CRITICAL)
 
 ABOVE = 'above'  # a larger value is worse (latency, usage)
 BELOW = 'below'  # a smaller value is worse (cache hit ratio, days left)
@@ -179,6 +183,10 @@ class Findings(list):
 
     def unknown(self, name, message, obj=None, **extra):
         return self._keep(unknown(self.thresholds, name, message, obj or self.obj, **extra))
+
+    def info(self, name, message, obj=None, value=None, unit=None, **extra):
+        """Advice: the check fired at splinter's INFO level - shown apart from ``ok``, never an alert."""
+        return self.add(name, INFO, message, obj=obj, value=value, unit=unit, **extra)
 
     @property
     def status(self):
