@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 
 from pgserver import SUPERUSER_PASSWORD
+from supabase_like import supabase_like
 
 ROLE_CHECKS = ['superusers', 'privileged_roles', 'password_hashes', 'passwordless_logins', 'untrusted_languages']
 
@@ -204,29 +205,6 @@ def test_functions_of_supabase_managed_schemas_are_not_linted(db):
 
 
 # --- Supabase / PostgREST exposure --------------------------------------------------------------------
-
-SUPABASE_ROLES = ('anon', 'authenticated', 'service_role', 'authenticator')
-
-
-def supabase_like(db):
-    """Roles, schemas auth and storage with their main tables, default API grants - like a Supabase project."""
-    for role, options in (('anon', 'NOLOGIN'), ('authenticated', 'NOLOGIN'), ('service_role', 'NOLOGIN BYPASSRLS'),
-                          ('authenticator', "LOGIN NOINHERIT PASSWORD 'authenticator-pw'")):
-        db.sql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') THEN "
-               "CREATE ROLE %s %s; END IF; END $$" % (role, role, options))
-    db.sql('GRANT anon, authenticated, service_role TO authenticator')
-    db.sql('CREATE SCHEMA auth')
-    db.sql('CREATE TABLE auth.users (id uuid PRIMARY KEY, email text, last_sign_in_at timestamptz, '
-           'raw_user_meta_data jsonb)')
-    db.sql("CREATE TABLE auth.audit_log_entries (instance_id uuid, id uuid NOT NULL PRIMARY KEY, payload json, "
-           "created_at timestamptz, ip_address varchar(64) NOT NULL DEFAULT '')")
-    db.sql('CREATE SCHEMA storage')
-    db.sql('CREATE TABLE storage.buckets (id text PRIMARY KEY, name text, public boolean)')
-    db.sql('CREATE TABLE storage.objects (id uuid PRIMARY KEY, bucket_id text REFERENCES storage.buckets, name text)')
-    db.sql('ALTER TABLE storage.objects ENABLE ROW LEVEL SECURITY')
-    db.sql('GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role')
-    db.sql('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role')
-
 
 def test_api_exposure_findings_fire_for_exposed_tables_and_views(db):
     supabase_like(db)
