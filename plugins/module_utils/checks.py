@@ -203,6 +203,50 @@ def _fmt(value):
     return value
 
 
+def severity_spec():
+    """The O(severity) option every judging module has (doc fragment appcare.maintenance.severity)."""
+    return dict(severity=dict(type='dict', default={}))
+
+
+def validate_severity(overrides):
+    """Reject a O(severity) entry that is not a check name mapped to info, warning or critical."""
+    if not isinstance(overrides, dict):
+        raise ThresholdError('severity must be a dict of check name to info, warning or critical, got %r' % (overrides,))
+    for name, level in overrides.items():
+        if not isinstance(name, str) or not re.match(r'^[a-z][a-z0-9_]*$', name):
+            raise ThresholdError('severity: %r is not a check name (lower case letters, digits and _)' % (name,))
+        if level not in SEVERITY_LEVELS:
+            raise ThresholdError('severity.%s must be one of %s, got %r' % (name, ', '.join(SEVERITY_LEVELS), level))
+
+
+def apply_severity(checks, overrides):
+    """Give the fired findings (info, warning, critical) of each check named in ``overrides`` the level set there,
+    keeping the level the collection gave it in ``default_status``. A finding that found nothing (ok) or could not
+    measure (unknown) keeps its status: an override says how much a problem matters, not whether there is one.
+    Returns the names of the checks whose findings changed."""
+    changed = []
+    for item in checks:
+        level = (overrides or {}).get(item.get('name'))
+        if level is None or item.get('status') not in SEVERITY_LEVELS or item['status'] == level:
+            continue
+        item.setdefault('default_status', item['status'])
+        item['status'] = level
+        if item['name'] not in changed:
+            changed.append(item['name'])
+    return changed
+
+
+def finish(module, result, overrides=None):
+    """Apply the module's O(severity) to ``result['checks']``, set ``result['status']`` to the worst of them, and
+    exit: the one way a judging module returns its findings."""
+    if overrides is None:
+        overrides = module.params.get('severity') or {}
+    checks = result.get('checks') or []
+    apply_severity(checks, overrides)
+    result['status'] = worst_status(checks)
+    module.exit_json(**result)
+
+
 def merge_thresholds(defaults, overrides):
     """Merge user ``thresholds`` into the defaults and validate the result.
 

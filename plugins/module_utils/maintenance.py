@@ -416,7 +416,6 @@ def run_module(module, worker_class, result):
                     worker.execute(actions, budget)
                 tidy()
                 result['checks'] = worker.findings(actions)
-                result['status'] = C.worst_status(result['checks'])
             finally:
                 worker.close()
                 lock.release()
@@ -428,7 +427,7 @@ def run_module(module, worker_class, result):
     for action in result['actions']:
         if action['result'] in (FAILED, POSTPONED):
             module.warn('%s %s: %s' % (action['result'], action[worker_class.object_key], action['message']))
-    module.exit_json(**result)
+    C.finish(module, result)
 
 
 def module_main(worker_class, options, validate, result):
@@ -440,11 +439,13 @@ def module_main(worker_class, options, validate, result):
     argument_spec.update(maintenance_argument_spec())
     argument_spec.update(exclude_schemas_spec())
     argument_spec.update(options)
+    argument_spec.update(C.severity_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     make_interruptible()
     try:
         validate_maintenance_params(module.params)
         validate(module.params)
+        C.validate_severity(module.params['severity'])
         connect_kwargs(module.params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg=failure_message(worker_class.kind, exc))

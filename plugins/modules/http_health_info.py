@@ -39,6 +39,8 @@ description:
     masked in Ansible's output.
 author:
   - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -309,6 +311,7 @@ def main():
             supabase_key=dict(type='str', no_log=True),
             supabase_functions=dict(type='list', elements='raw', default=[]),
             supabase_buckets=dict(type='list', elements='str', default=[]),
+            **C.severity_spec()
         ),
         required_together=[('supabase_url', 'supabase_key')],
         supports_check_mode=True,
@@ -321,6 +324,7 @@ def main():
             raise ConfigurationError('retries must be 0 or more and max_workers at least 1')
         overrides, renamed = C.renamed_thresholds(params['thresholds'], P.RENAMED_THRESHOLDS)
         thresholds = C.merge_thresholds(P.DEFAULT_THRESHOLDS, overrides)
+        C.validate_severity(params['severity'])
         given = list(params['endpoints'])
         if params['supabase_url']:
             given += P.supabase_endpoints(params['supabase_url'], params['supabase_key'],
@@ -339,7 +343,7 @@ def main():
     for index, result in enumerate(results):
         findings.extend(P.findings_for(result, endpoints[index], thresholds))
     report = {'endpoints': [dict((key, result.get(key)) for key in REPORT_KEYS) for result in results]}
-    module.exit_json(changed=False, endpoints=results, checks=findings, status=C.worst_status(findings), report=report)
+    C.finish(module, dict(changed=False, endpoints=results, checks=findings, report=report))
 
 
 if __name__ == '__main__':

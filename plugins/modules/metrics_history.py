@@ -26,6 +26,8 @@ description:
     RV(appended=false) with the reason, and still forecasts from the history it could read.
 author:
   - appcare maintainers (@appcare)
+extends_documentation_fragment:
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -197,6 +199,7 @@ def main():
             min_points=dict(type='int', default=3),
             chart=dict(type='bool', default=True),
             thresholds=dict(type='dict', default={}),
+            **C.severity_spec()
         ),
         supports_check_mode=True,
     )
@@ -208,6 +211,7 @@ def main():
         if params['min_points'] < 2:
             raise ConfigurationError('min_points must be at least 2 (a line needs two points)')
         thresholds = C.merge_thresholds(H.DEFAULT_THRESHOLDS, params['thresholds'])
+        C.validate_severity(params['severity'])
         at = params['at'] or utcnow().isoformat()
         try:
             H.parse_time(at)
@@ -235,7 +239,7 @@ def main():
         module.warn('%d line(s) of %s do not parse and were skipped' % (skipped, result['history_file']))
     forecast = H.forecast(entries, params['metric'], quota, params['capacity_share'], params['min_points'])
     finding = H.capacity_finding(forecast, thresholds, params['target'], quota, params['capacity_share'])
-    result.update(forecast=forecast, checks=[finding], status=finding['status'])
+    result.update(forecast=forecast, checks=[finding])
     if params['chart'] and not module.check_mode and entries:
         path = os.path.join(directory, '%s-%s.svg' % (H.file_stem(params['target']), H.file_stem(params['metric'])))
         try:
@@ -245,7 +249,7 @@ def main():
         except OSError as exc:
             module.warn('could not write the chart %s: %s' % (path, exc))
     result['report'] = dict((key, result[key]) for key in ('forecast', 'chart') if key in result)
-    module.exit_json(**result)
+    C.finish(module, result)
 
 
 if __name__ == '__main__':

@@ -61,6 +61,7 @@ author:
 extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.schemas
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -278,12 +279,14 @@ def main():
         auth_lookback_days=dict(type='int', default=30),
         baseline=dict(type='raw'),
     )
+    argument_spec.update(C.severity_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
 
     try:
         A.validate(params)
         thresholds = C.merge_thresholds(A.DEFAULT_THRESHOLDS, params['thresholds'])
+        C.validate_severity(params['severity'])
         baseline = AC.load_baseline(params['baseline'])
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
@@ -307,10 +310,9 @@ def main():
                 if key in audit.facts:
                     result[key] = audit.facts[key]
             result['checks'] = list(audit.findings)
-            result['status'] = audit.findings.status
     except HANDLED_ERRORS as exc:
         module.fail_json(msg=failure_message('security audit', exc))
-    module.exit_json(**result)
+    C.finish(module, result)
 
 
 if __name__ == '__main__':

@@ -52,6 +52,7 @@ author:
 extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.schemas.supabase_preset
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -292,6 +293,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import dump as D
 from ansible_collections.appcare.maintenance.plugins.module_utils.pgclient import COMPRESSIONS
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
@@ -323,6 +325,7 @@ def main():
         encryption_recipients=dict(type='list', elements='path'),
         encryption_passphrase_file=dict(type='path', no_log=False),
     )
+    argument_spec.update(C.severity_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     params['dest'] = os.path.abspath(params['dest'])
@@ -331,10 +334,11 @@ def main():
     result = dict(changed=False, path=None, deleted=[], cleaned=[], ignored=[], future=[])
     try:
         thresholds, encryptor = D.validate(params)
+        C.validate_severity(params['severity'])
         D.run_backup(params, thresholds, encryptor, module.check_mode, result)
     except HANDLED_ERRORS as exc:
         module.fail_json(msg=failure_message('backup', exc), **result)
-    module.exit_json(**result)
+    C.finish(module, result)
 
 
 if __name__ == '__main__':

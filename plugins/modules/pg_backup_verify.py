@@ -43,6 +43,7 @@ author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
   - appcare.maintenance.connection
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -240,6 +241,7 @@ status:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import verify as V
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
     HANDLED_ERRORS,
@@ -267,15 +269,17 @@ def main():
         decryption_passphrase_file=dict(type='path', no_log=False),
         require_encryption=dict(type='bool', default=False),
     )
+    argument_spec.update(C.severity_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     make_interruptible()  # a stopped run still drops its scratch database
     result = dict(changed=False, level=module.params['level'], cleaned=[], checks=[])
     try:
         decryptor = V.validate(module.params)
+        C.validate_severity(module.params['severity'])
         V.run_verification(module.params, decryptor, module.check_mode, result)
     except HANDLED_ERRORS as exc:
         module.fail_json(msg=failure_message('verification', exc), **result)
-    module.exit_json(**result)
+    C.finish(module, result)
 
 
 if __name__ == '__main__':

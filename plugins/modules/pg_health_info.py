@@ -43,6 +43,7 @@ author:
 extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.schemas
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -259,6 +260,7 @@ def main():
         size_quota=dict(type='str'),
         fail_on_unreachable=dict(type='bool', default=True),
     )
+    argument_spec.update(C.severity_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
 
@@ -266,6 +268,7 @@ def main():
         overrides, renamed = C.renamed_thresholds(params['thresholds'], RENAMED_THRESHOLDS)
         thresholds = C.merge_thresholds(DEFAULT_THRESHOLDS, overrides)
         size_quota = C.parse_size(params['size_quota'], 'size_quota', allow_zero=False)
+        C.validate_severity(params['severity'])
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
@@ -285,10 +288,10 @@ def main():
         spec = thresholds['database_connection']
         down = C.finding('database_connection', C.CRITICAL, str(exc), unit='ms', warning=spec['warning'],
                          critical=spec['critical'], obj='db=%s' % params['login_db'])
-        module.exit_json(changed=False, checks=[down], status=C.CRITICAL)
+        C.finish(module, dict(changed=False, checks=[down]))
     except HANDLED_ERRORS as exc:
         module.fail_json(msg=failure_message('health check', exc))
-    module.exit_json(**result)
+    C.finish(module, result)
 
 
 if __name__ == '__main__':

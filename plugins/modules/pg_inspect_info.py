@@ -50,6 +50,7 @@ author:
 extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.schemas
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -209,6 +210,7 @@ def main():
         min_cache_blocks=dict(type='int', default=1000),
         thresholds=dict(type='dict', default={}),
     )
+    argument_spec.update(C.severity_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     try:
@@ -219,6 +221,7 @@ def main():
         params['_min_table_bytes'] = C.parse_size(params['min_table_size'], 'min_table_size')
         params['_min_index_bytes'] = C.parse_size(params['min_unused_index_size'], 'min_unused_index_size') or 0
         thresholds = C.merge_thresholds(RV.DEFAULT_THRESHOLDS, params['thresholds'])
+        C.validate_severity(params['severity'])
         connect_kwargs(params, 'validation only')
     except ConfigurationError as exc:
         module.fail_json(msg='invalid options: %s' % exc)
@@ -230,8 +233,8 @@ def main():
             findings = list(review.run(selected))
     except HANDLED_ERRORS as exc:
         module.fail_json(msg=failure_message('performance review', exc))
-    module.exit_json(changed=False, checks=findings, status=C.worst_status(findings), sections=review.data,
-                     metrics=review.metrics, report=dict(metrics=review.metrics) if review.metrics else {})
+    C.finish(module, dict(changed=False, checks=findings, sections=review.data, metrics=review.metrics,
+                          report=dict(metrics=review.metrics) if review.metrics else {}))
 
 
 if __name__ == '__main__':

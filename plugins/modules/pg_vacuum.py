@@ -33,6 +33,7 @@ extends_documentation_fragment:
   - appcare.maintenance.connection
   - appcare.maintenance.maintenance
   - appcare.maintenance.schemas
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full

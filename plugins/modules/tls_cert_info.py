@@ -27,6 +27,8 @@ author:
   - appcare maintainers (@appcare)
 requirements:
   - cryptography (installed with ansible-core)
+extends_documentation_fragment:
+  - appcare.maintenance.severity
 attributes:
   check_mode:
     support: full
@@ -145,6 +147,7 @@ def main():
             server_name=dict(type='str'),
             timeout=dict(type='float', default=10),
             thresholds=dict(type='dict', default={}),
+            **C.severity_spec()
         ),
         supports_check_mode=True,
     )
@@ -154,6 +157,7 @@ def main():
     try:
         overrides, renamed = C.renamed_thresholds(params['thresholds'], T.RENAMED_THRESHOLDS)
         thresholds = C.merge_thresholds(T.DEFAULT_THRESHOLDS, overrides)
+        C.validate_severity(params['severity'])
         for endpoint in params['endpoints']:
             T.parse_endpoint(endpoint)
         if params['ca_cert'] and not os.path.isfile(params['ca_cert']):
@@ -169,7 +173,7 @@ def main():
     findings = []
     for result in results:
         findings.extend(T.findings_for(result, thresholds))
-    module.exit_json(changed=False, certificates=results, checks=findings, status=C.worst_status(findings))
+    C.finish(module, dict(changed=False, certificates=results, checks=findings))
 
 
 if __name__ == '__main__':

@@ -105,3 +105,49 @@ def test_merge_overrides_one_level_and_keeps_the_other():
 def test_merge_rejects_bad_overrides(overrides, fragment):
     with pytest.raises(ThresholdError, match=fragment):
         C.merge_thresholds(DEFAULTS, overrides)
+
+
+# --- info and severity overrides -------------------------------------------------------------------------
+
+def test_info_ranks_between_ok_and_unknown():
+    assert C.worst_status(['ok', 'info']) == 'info'
+    assert C.worst_status(['info', 'unknown']) == 'unknown'
+    assert C.worst_status(['info', 'warning']) == 'warning'
+    found = C.Findings()
+    found.info('no_primary_key', 'table t has no primary key', obj='table=public.t')
+    assert found.status == 'info' and found[0]['object'] == 'table=public.t'
+
+
+def test_severity_raises_and_lowers_only_fired_findings():
+    checks = [C.finding('rls_enabled_no_policy', 'info', 'fired', obj='table=a'),
+              C.finding('rls_enabled_no_policy', 'ok', 'quiet'),
+              C.finding('extension_in_public', 'warning', 'fired'),
+              C.finding('slow_queries', 'unknown', 'cannot read'),
+              C.finding('ssl', 'warning', 'untouched')]
+    changed = C.apply_severity(checks, {'rls_enabled_no_policy': 'warning', 'extension_in_public': 'info',
+                                        'slow_queries': 'critical', 'not_a_check_here': 'critical'})
+    assert changed == ['rls_enabled_no_policy', 'extension_in_public']
+    assert [c['status'] for c in checks] == ['warning', 'ok', 'info', 'unknown', 'warning']
+    assert checks[0]['default_status'] == 'info' and checks[2]['default_status'] == 'warning'
+    assert 'default_status' not in checks[1] and 'default_status' not in checks[4]
+    again = C.apply_severity(checks, {'rls_enabled_no_policy': 'critical'})
+    assert again == ['rls_enabled_no_policy'] and checks[0]['default_status'] == 'info'  # the module's level stays
+
+
+def test_no_severity_changes_nothing():
+    checks = [C.finding('ssl', 'warning', 'off')]
+    assert C.apply_severity(checks, {}) == [] and C.apply_severity(checks, None) == []
+    assert checks[0]['status'] == 'warning' and 'default_status' not in checks[0]
+
+
+@pytest.mark.parametrize('overrides, fragment', [
+    ({'ssl': 'ok'}, 'severity.ssl must be one of info, warning, critical'),
+    ({'ssl': 'unknown'}, 'severity.ssl must be one of'),
+    ({'ssl': None}, 'severity.ssl must be one of'),
+    ({'SSL check': 'warning'}, 'is not a check name'),
+    (['ssl'], 'severity must be a dict'),
+])
+def test_bad_severity_is_refused(overrides, fragment):
+    with pytest.raises(ThresholdError, match=fragment):
+        C.validate_severity(overrides)
+    C.validate_severity({'ssl': 'critical', 'rls_enabled_no_policy': 'warning'})
