@@ -152,7 +152,7 @@ class PgServer(object):
         else:
             checksum_flag = ['--no-data-checksums'] if major >= 18 else []
         self._cmd([self.bin('initdb'), '-D', self.datadir, '-U', SUPERUSER, '--pwfile', pwfile,
-                   '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C',
+                   '--auth-local=scram-sha-256', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C',
                    '--no-sync'] + checksum_flag)
         os.unlink(pwfile)
         if self.tls_only:

@@ -59,6 +59,7 @@ DEFAULT_ALLOWED_PRIVILEGED = ['postgres', 'supabase_admin', 'supabase_auth_admin
 PRIVILEGE_ATTRIBUTES = (('rolcreaterole', 'CREATEROLE'), ('rolcreatedb', 'CREATEDB'),
                         ('rolbypassrls', 'BYPASSRLS'), ('rolreplication', 'REPLICATION'))
 HOST_TYPES = ('host', 'hostssl', 'hostnossl', 'hostgssenc', 'hostnogssenc')
+CONNECTION_TYPES = ('local',) + HOST_TYPES
 LOCAL_USERS = 'local users (anyone with a shell on the server host)'
 
 INSUFFICIENT_PRIVILEGE = '42501'
@@ -79,6 +80,16 @@ def hba_reach(rule):
     except (TypeError, ValueError):
         return 'network'
     return 'loopback' if network.is_loopback else 'network'
+
+
+def _hba_channel(rule):
+    """What a trust rule that does not reach the network admits, in words."""
+    return 'connections over the Unix socket' if rule['type'] == 'local' else 'loopback connections'
+
+
+def _hba_rule_text(rule):
+    """A pg_hba.conf rule's type, address (none for local) and method, as a message quotes it."""
+    return ' '.join(part for part in (rule['type'], _hba_address(rule), rule['auth_method']) if part)
 
 
 def _hba_address(rule):
@@ -205,7 +216,7 @@ class Audit(object):
             self.findings.unknown('passwordless_logins', 'needs pg_authid and pg_hba_file_rules, which %s cannot read (%s)'
                                   % (self.facts['login_role'], error or hba_error))
             return
-        trust_rules = [r for r in rules if r['type'] in HOST_TYPES and r['auth_method'] == 'trust' and not r['error']]
+        trust_rules = [r for r in rules if r['type'] in CONNECTION_TYPES and r['auth_method'] == 'trust' and not r['error']]
         fired = False
         without = sorted(name for name, (kind, login) in kinds.items() if login and kind == 'none')
         for name in without:
@@ -222,9 +233,9 @@ class Audit(object):
                                   % (name, rule['line_number'], rule['type'], _hba_address(rule)), obj='role=%s' % name)
             else:
                 self.findings.add('passwordless_logins', C.WARNING, 'login role %s has no password and pg_hba.conf line %s '
-                                  '(%s %s trust) admits only loopback connections, so %s can log in as it; set a '
-                                  'password and replace trust with scram-sha-256 (or peer)'
-                                  % (name, rule['line_number'], rule['type'], _hba_address(rule), LOCAL_USERS),
+                                  '(%s) admits only %s, so %s can log in as it; set a password and replace trust with '
+                                  'scram-sha-256 (or peer)'
+                                  % (name, rule['line_number'], _hba_rule_text(rule), _hba_channel(rule), LOCAL_USERS),
                                   obj='role=%s' % name)
         if not fired:
             self.findings.ok('passwordless_logins', '%d login role(s) without a password, none reachable through a '
@@ -294,8 +305,10 @@ class Audit(object):
                                                                                                       rule['error']),
                                   obj='hba_line=%s' % rule['line_number'])
                 continue
-            if rule['type'] not in HOST_TYPES or rule['auth_method'] == 'reject':
+            if rule['type'] not in CONNECTION_TYPES or rule['auth_method'] == 'reject':
                 continue
+            if rule['type'] == 'local' and rule['auth_method'] != 'trust':
+                continue  # a password over the Unix socket never crosses the network
             text = '%s %s %s %s %s' % (rule['type'], ','.join(rule['database'] or []), ','.join(rule['user_name'] or []),
                                        _hba_address(rule), rule['auth_method'])
             everywhere = rule['address'] == 'all' or (rule['address'] in ('0.0.0.0', '::') and
@@ -306,9 +319,10 @@ class Audit(object):
                 problems.append('trust lets anyone who reaches the server over the network in without a password')
                 status = C.CRITICAL
             elif rule['auth_method'] == 'trust':
-                problems.append('trust admits only loopback connections, so %s can log in as %s without a password'
-                                % (LOCAL_USERS, 'any role' if 'all' in (rule['user_name'] or []) else
-                                   ', '.join(rule['user_name'] or [])))
+                problems.append('trust admits only %s, so %s can log in as %s without a password%s'
+                                % (_hba_channel(rule), LOCAL_USERS, 'any role' if 'all' in (rule['user_name'] or []) else
+                                   ', '.join(rule['user_name'] or []),
+                                   ' (peer would check who they are)' if rule['type'] == 'local' else ''))
                 status = C.WARNING
             elif rule['auth_method'] == 'password':
                 problems.append('password sends the password in clear text')

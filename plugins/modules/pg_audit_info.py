@@ -27,9 +27,9 @@ description:
     C(security_definer_view); C(auth_users_exposed); C(new_superusers). Warning: C(privileged_roles) (CREATEROLE,
     CREATEDB, BYPASSRLS or REPLICATION outside O(allowed_privileged_roles)); C(password_hashes) for MD5;
     C(untrusted_languages); C(ssl) off; C(password_encryption) not scram-sha-256; C(log_connections) /
-    C(log_disconnections) off; C(passwordless_logins) and C(hba_rules) for C(trust) on a C(host*) rule that admits
-    only loopback addresses (127.0.0.0/8, ::1) - the exposure is local users, anyone with a shell on the server
-    host; C(hba_rules) for C(md5), C(password) on C(hostssl), a rule open to every address, or a line that does
+    C(log_disconnections) off; C(passwordless_logins) and C(hba_rules) for C(trust) on a C(local) (Unix socket) rule or
+    a C(host*) rule that admits only loopback addresses (127.0.0.0/8, ::1) - the exposure is local users, anyone
+    with a shell on the server host; C(hba_rules) for C(md5), C(password) on C(hostssl), a rule open to every address, or a line that does
     not parse; C(public_schema_create) (PUBLIC may create in schema public; the finding names who granted it and
     calls it the old default only before PostgreSQL 15, when the schema's owner granted it, or on 15 and later
     when the schema is not owned by pg_database_owner, as after an upgrade); C(security_definer_search_path);

@@ -75,6 +75,32 @@ def test_fault_loopback_trust_is_not_a_network_alarm(adb):
         drop_roles(adb, 'localonly', 'netreach')
 
 
+def test_fault_unix_socket_trust_went_unreported(adb):
+    """A 'local ... trust' rule admits every local user as any role it names without a password; it was not
+    reported at all (only host* rules were read). It is a warning that names the socket and local users; the
+    test servers' own 'local all all scram-sha-256' (the clean run above) stays quiet."""
+    hba = os.path.join(adb.server.datadir, 'pg_hba.conf')
+    with open(hba) as handle:
+        original = handle.read()
+    assert 'trust' not in [line.split()[-1] for line in original.splitlines() if line.strip() and not line.startswith('#')]
+    try:
+        adb.sql('CREATE ROLE sockonly LOGIN')
+        with open(hba, 'w') as handle:
+            handle.write('local all sockonly trust\n' + original)
+        result = adb.run(checks=['hba_rules', 'passwordless_logins'])
+        assert result.rc == 0, result.raw
+        rule = fired(result, 'hba_rules', 'hba_line=1')
+        assert rule['status'] == 'warning', rule
+        assert 'Unix socket' in rule['message'] and 'local users' in rule['message'], rule
+        assert 'over the network' not in rule['message'] and 'loopback' not in rule['message']
+        login = fired(result, 'passwordless_logins', 'role=sockonly')
+        assert login['status'] == 'warning' and 'Unix socket' in login['message'], login
+    finally:
+        with open(hba, 'w') as handle:
+            handle.write(original)
+        drop_roles(adb, 'sockonly')
+
+
 # --- CREATE on schema public: what was observed, not a guessed history -------------------------------------
 
 def test_fault_public_create_grant_is_not_called_the_old_default(adb):
