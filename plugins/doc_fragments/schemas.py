@@ -38,19 +38,43 @@ notes:
 options:
   preset:
     description:
-      - V(supabase) leaves out the schemas Supabase manages, as the Supabase CLI's C(supabase db dump) does
-        for a schema dump. It is the same list that is the default of O(exclude_schemas) in the other database
-        modules (M(appcare.maintenance.pg_health_info) and the rest) - C(information_schema), C(pg_*), C(_analytics),
+      - V(supabase) makes what a restore into a new Supabase project needs, as Supabase's CLI recipe does (roles,
+        the application's schema, and data that includes C(auth) and C(storage)). The application dump
+        (C(database.dump)) leaves out the schemas Supabase manages, as C(supabase db dump) does for a schema dump -
+        the same list that is the default of O(exclude_schemas) in the other database modules
+        (M(appcare.maintenance.pg_health_info) and the rest) - C(information_schema), C(pg_*), C(_analytics),
         C(_realtime), C(_supavisor), C(auth), C(etl), C(extensions), C(pgbouncer), C(realtime), C(storage),
         C(supabase_functions), C(supabase_migrations), C(cron), C(dbdev), C(graphql), C(graphql_public), C(net),
         C(pgmq), C(pgsodium), C(pgsodium_masks), C(pgtle), C(repack), C(tiger), C(tiger_data), C(timescaledb_*),
-        C(_timescaledb_*), C(topology), C(vault). The platform recreates those schemas, so the rows of
-        C(auth.users) and C(storage.objects) are not in such a backup; Supabase's own platform backups hold them.
+        C(_timescaledb_*), C(topology), C(vault).
+      - The users and the files' rows are not left behind - a second archive, the platform part
+        (C(platform.dump)), holds the schema and data of C(auth) and C(storage) (users, identities, sessions,
+        buckets, object rows), taken from the same snapshot as the application dump. Only the rows the platform
+        writes itself in a new project are left out (C(auth.schema_migrations), C(storage.migrations), and the
+        vector bucket tables C(storage.buckets_vectors) and C(storage.vector_indexes)), as the CLI's data dump does.
+        Supabase's own backups are no replacement - they are deleted with the project, and do not hold the files
+        stored through the Storage API (see the notes).
+      - With O(appcare.maintenance.pg_backup#module:globals), the roles go into C(roles.sql)
+        (C(pg_dumpall --roles-only)) instead of C(globals.sql), with the statements on the roles Supabase creates
+        in every project commented out, as the CLI's C(--role-only) dump does; on Supabase password hashes cannot be
+        read, so set O(appcare.maintenance.pg_backup#module:no_role_passwords) and set the passwords of custom login
+        roles again after a restore.
+      - Data of the other schemas Supabase manages (C(supabase_functions), C(cron), C(pgmq), C(net)), which the CLI's
+        data dump also carries, is not backed up.
       - V(none) dumps every schema not excluded otherwise.
     type: str
     choices: [none, supabase]
     default: none
 notes:
   - The Supabase schema list is the Supabase CLI's own list of internal schemas, C(InternalSchemas) in
-    C(pkg/migration/dump.go) of U(https://github.com/supabase/cli).
+    C(pkg/migration/dump.go) of U(https://github.com/supabase/cli); the data left out of the platform part follows
+    C(excludedSchemas) there and the C(--exclude-table) list of C(pkg/migration/scripts/dump_data.sh), the roles
+    script C(reservedRoles), C(allowedConfigs) and C(pkg/migration/scripts/dump_role.sh).
+  - Supabase's recipe, "Backup and restore using the CLI"
+    (U(https://supabase.com/docs/guides/platform/migrating-within-supabase/backup-restore)), dumps roles, schema and
+    data (auth and storage included) separately and restores the data with C(SET session_replication_role = replica);
+    C(playbooks/supabase_restore.yml) restores a backup of this preset the same way into a new project.
+  - Supabase's "Database Backups" (U(https://supabase.com/docs/guides/platform/backups)) - once a project is deleted
+    all its data is removed, backups included; database backups do not include objects stored via the Storage API;
+    passwords of custom roles are not stored in daily backups.
 '''

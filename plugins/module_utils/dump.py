@@ -43,6 +43,82 @@ except ImportError:  # pragma: no cover - reported by postgres.require_psycopg2(
 DUMP_FILE = {'custom': 'database.dump', 'directory': 'database.dir'}
 GLOBALS_FILE = 'globals.sql'
 
+# --- preset supabase: what a restore into a new Supabase project needs ------------------------------
+# Supabase's CLI recipe ("Backup and restore using the CLI",
+# https://supabase.com/docs/guides/platform/migrating-within-supabase/backup-restore) dumps roles, the schema of the
+# application schemas, and data that includes auth and storage; its data dump (pkg/migration/dump.go and
+# scripts/dump_data.sh of https://github.com/supabase/cli) leaves out only what the platform recreates. pg_backup
+# keeps auth and storage as a second archive (schema and data), made from the same snapshot as the application's.
+PLATFORM_FILE = {'custom': 'platform.dump', 'directory': 'platform.dir'}
+ROLES_FILE = 'roles.sql'
+PLATFORM_SCHEMAS = ['auth', 'storage']
+# Tables whose rows the platform writes itself in a new project: their schema is in the platform part, their data
+# is not (the CLI's --exclude-table list in scripts/dump_data.sh; the vector tables are left out by the docs' recipe).
+PLATFORM_RECREATED_DATA = [
+    ('auth', 'schema_migrations', 'the migration history of Supabase Auth: a new project writes its own'),
+    ('storage', 'migrations', 'the migration history of Supabase Storage: a new project writes its own'),
+    ('storage', 'buckets_vectors', 'vector buckets: left out by Supabase\'s recipe (managed by the platform)'),
+    ('storage', 'vector_indexes', 'vector indexes: left out by Supabase\'s recipe (managed by the platform)'),
+]
+# What the restore drill proves row by row (a sha256 over the listed columns of every row, ordered): the users can
+# log in (same id, email and password hash), their identities, the buckets and the object rows. Columns a table lacks
+# (an older Auth has no identities.provider_id) are left out of its proof; the manifest names the columns used.
+PLATFORM_PROOFS = [
+    ('backup_auth_users', 'auth', 'users', ['id', 'email', 'encrypted_password']),
+    ('backup_auth_identities', 'auth', 'identities', ['id', 'user_id', 'provider', 'provider_id']),
+    ('backup_storage_buckets', 'storage', 'buckets', ['id', 'name']),
+    ('backup_storage_objects', 'storage', 'objects', ['id', 'bucket_id', 'name']),
+]
+# Roles Supabase creates in every project; a roles script for a new project must neither create nor alter them
+# (``reservedRoles`` and ``allowedConfigs`` in pkg/migration/dump.go of https://github.com/supabase/cli).
+SUPABASE_RESERVED_ROLES = ['anon', 'authenticated', 'authenticator', 'cli_login_.*', 'dashboard_user', 'pgbouncer',
+                           'postgres', 'service_role', 'supabase_.*', 'pgsodium_keyholder', 'pgsodium_keyiduser',
+                           'pgsodium_keymaker', 'pgtle_admin']
+SUPABASE_ALLOWED_ROLE_CONFIGS = ['pgaudit.*', 'pgrst.*', 'session_replication_role', 'statement_timeout',
+                                 'track_io_timing']
+
+COLUMNS_SQL = """
+SELECT a.attname FROM pg_attribute a
+ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+def proof_sql(schema, table, columns):
+    """The query that proves a table's rows: how many, and a sha256 over the sha256 of every row's ``columns`` (as a
+    JSON array), in byte order - the same in the backup's snapshot and in any restored copy. It runs in the server, so
+    no value (password hashes included) reaches this process."""
+    row = sql.SQL('jsonb_build_array({})::text').format(sql.SQL(', ').join(sql.Identifier(c) for c in columns))
+    return sql.SQL("SELECT count(*) AS rows, encode(sha256(convert_to(coalesce(string_agg(r, E'\\n' ORDER BY r "
+                   "COLLATE \"C\"), ''), 'UTF8')), 'hex') AS sha256 FROM (SELECT encode(sha256(convert_to({}, 'UTF8')), "
+                   "'hex') AS r FROM {}.{}) t").format(row, sql.Identifier(schema), sql.Identifier(table))
+
+
+def supabase_roles_script(text):
+    """``pg_dumpall --roles-only`` output made restorable into a new Supabase project, as the CLI's
+    scripts/dump_role.sh does (https://github.com/supabase/cli): statements that create or alter the roles Supabase
+    reserves are commented out (except settings it allows), as are grants to them, and NOSUPERUSER/NOREPLICATION
+    (which need a superuser) are dropped. Beyond the CLI, CREATE ROLE of a role that exists already is skipped, so a
+    second run of the restore does not fail on it. Expects --quote-all-identifiers output."""
+    reserved = '(?:%s)' % '|'.join(SUPABASE_RESERVED_ROLES)
+    allowed = '(?:%s)' % '|'.join(SUPABASE_ALLOWED_ROLE_CONFIGS)
+    out = []
+    for line in text.splitlines():
+        if re.match(r'^(CREATE|ALTER) ROLE "%s"' % reserved, line):
+            if not re.match(r'^ALTER ROLE "%s".* SET "%s" ' % (reserved, allowed), line):
+                line = '-- ' + line
+        elif re.search(r'GRANT ".*" TO "%s"' % reserved, line):
+            line = '-- ' + line
+        else:
+            line = re.sub(r' (NOSUPERUSER|NOREPLICATION)', '', line)
+            created = re.match(r'^CREATE ROLE ("(?:[^"]|"")+");$', line)
+            if created:
+                name = created.group(1)[1:-1].replace('""', '"').replace("'", "''")
+                line = ("DO $appcare$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') THEN "
+                        "CREATE ROLE %s; END IF; END $appcare$;" % (name, created.group(1)))
+        out.append(line)
+    return '\n'.join(out) + '\n'
+
+
 BACKUP_THRESHOLDS = {
     # New backup size as a share of the previous good one; a drop below half is suspicious.
     'backup_size': {'warning': 50, 'critical': None, 'direction': C.BELOW, 'unit': 'percent'},
@@ -217,7 +293,8 @@ def run_backup(params, thresholds, encryptor, check_mode, result):
                                                params['compression'])
             run = DumpRun(session, params, server, client, compression, encryptor)
             included, excluded = run.plan()
-            run.check_access(included)
+            platform = platform_schemas(params, excluded)
+            run.check_access(included + platform)
             found = S.scan(dest)
             backups = same_target(found.backups, params)
             backup_id = S.new_backup_id(dest, params['login_db'])
@@ -227,17 +304,20 @@ def run_backup(params, thresholds, encryptor, check_mode, result):
                 # The planned backup would be the newest: retention would keep it and judge the rest.
                 planned = {'id': backup_id, 'finished_at': utcnow(), 'manifest': {'verifications': []}}
                 result.update(changed=True, cleaned=found.partials, schemas=included, excluded_schemas=excluded,
-                              compression=compression, deleted=plan_retention([planned] + backups, params, backup_id))
+                              platform_schemas=platform, compression=compression,
+                              deleted=plan_retention([planned] + backups, params, backup_id))
                 return
             for partial in found.partials:
                 S.remove_tree(partial)
                 result['cleaned'].append(partial)
             started = time.monotonic()
             size = session.one('SELECT pg_database_size(current_database()) AS bytes')['bytes']
-            manifest = run.run(backup_id, included, excluded)
+            manifest = run.run(backup_id, included, excluded, platform)
             seconds = time.monotonic() - started
         result.update(changed=True, manifest=manifest, bytes=manifest['bytes'], seconds=round(seconds, 3),
                       mb_per_s=round(size / 1048576.0 / max(seconds, 1e-6), 2))
+        if manifest.get('parts'):
+            result['parts'] = '; '.join(p['summary'] for p in manifest['parts'])
         # For the run report (its maintenance_report callback merges ``report`` sections; it adds age_hours).
         result['report'] = {'backup': {'id': backup_id, 'path': result['path'], 'bytes': manifest['bytes'],
                                        'finished_at': manifest['finished_at'], 'verified': None}}
@@ -249,6 +329,16 @@ def run_backup(params, thresholds, encryptor, check_mode, result):
             lock.release()
     result['checks'] = [size_check(thresholds, manifest, next(iter(backups), None)), S.future_check(found)]
     result['status'] = C.worst_status(result['checks'])
+
+
+def platform_schemas(params, excluded):
+    """The Supabase schemas whose schema and data go into the platform part: with preset supabase, those of
+    PLATFORM_SCHEMAS the database has and only the preset left out of the application dump (a schema excluded by
+    exclude_schemas or include_schemas stays out of the backup altogether)."""
+    if params['preset'] != 'supabase':
+        return []
+    return [e['schema'] for e in excluded
+            if e['schema'] in PLATFORM_SCHEMAS and e['reason'].startswith('preset supabase')]
 
 
 def server_info(session):
@@ -272,7 +362,6 @@ class DumpRun(object):
         self.dest = params['dest']
         self.fmt = params['format']
         self.procs = []
-        self.header = b''
 
     # -- helpers ---------------------------------------------------------------------------------
     def _bin(self, name):
@@ -328,8 +417,11 @@ class DumpRun(object):
                            role))
         raise S.BackupError(message)
 
-    def dump_argv(self, partial, snapshot, included, excluded):
-        out = os.path.join(partial, DUMP_FILE[self.fmt])
+    def dump_argv(self, partial, snapshot, included, excluded, files=None):
+        """pg_dump's argv and output path: the application dump, or with ``files`` (PLATFORM_FILE) the platform part,
+        whose schemas are ``included`` and whose tables in ``excluded`` ((schema, table) pairs) keep their schema but
+        not their data."""
+        out = os.path.join(partial, (files or DUMP_FILE)[self.fmt])
         if self.encryptor:
             # pg_dump writes to its stdout, gpg writes the file: no plaintext reaches the disk.
             out += E.SUFFIX
@@ -341,18 +433,23 @@ class DumpRun(object):
         argv += P.compression_args(self.client['major'], self.compression, self.params['compression_level'])
         if self.fmt == 'directory' and self.params['jobs'] > 1:
             argv.append('--jobs=%d' % self.params['jobs'])
+        if files is not None:
+            argv += ['--schema=%s' % _quote_pattern(s) for s in included]
+            argv += ['--exclude-table-data=%s.%s' % (_quote_pattern(schema), _quote_pattern(table))
+                     for schema, table in excluded]
+            return argv, out
         if self.params['include_schemas']:
             argv += ['--schema=%s' % _quote_pattern(s) for s in included]
         argv += ['--exclude-schema=%s' % _quote_pattern(e['schema']) for e in excluded
                  if e['reason'] != 'not in include_schemas']
         return argv, out
 
-    def run(self, backup_id, included, excluded):
+    def run(self, backup_id, included, excluded, platform=None):
         """Make the backup in a partial directory, check it, and move it into place. Returns the manifest."""
         started = utcnow()
         partial = S.partial_dir(self.dest, backup_id)
         try:
-            manifest = self._dump_into(partial, backup_id, started, included, excluded)
+            manifest = self._dump_into(partial, backup_id, started, included, excluded, platform or [])
             S.publish(self.dest, partial, backup_id, manifest)
             return manifest
         except BaseException:
@@ -366,27 +463,75 @@ class DumpRun(object):
                 proc.kill()
                 proc.wait()
 
-    def _dump_into(self, partial, backup_id, started, included, excluded):
+    def _dump(self, argv, out, counter=None, what='pg_dump'):
+        """Run one pg_dump (into gpg when encrypting); with ``counter``, rows are counted meanwhile in the snapshot.
+        Returns (the archive's first bytes, ``pg_restore --list`` of it) when encrypted, else (None, None)."""
+        if self.encryptor:
+            return self._run_encrypted(argv, out, what, counter=counter, list_toc=True)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self._env())
+        self.procs.append(proc)
+        if counter is not None:
+            # Count rows in the exported snapshot while pg_dump copies the same snapshot.
+            counter.start()
+        _out, err = proc.communicate()
+        if counter is not None:
+            self._dump_exit(proc.returncode, err, counter)
+        elif proc.returncode != 0:
+            raise S.BackupError('%s failed: %s' % (what, _exit_reason(proc.returncode, err)))
+        return None, None
+
+    def _platform_tables(self, platform):
+        """(tables whose data the platform part holds, [(schema, table, reason)] whose data it leaves out)."""
+        if not platform:
+            return [], []
+        tables = self.session.query(TABLES_SQL, (platform,))
+        left_out = [entry for entry in PLATFORM_RECREATED_DATA
+                    if any(t['schema'] == entry[0] and t['name'] == entry[1] for t in tables)]
+        skip = {(schema, table) for schema, table, _reason in left_out}
+        return [t for t in tables if (t['schema'], t['name']) not in skip], left_out
+
+    def _proofs(self, platform_tables):
+        """The row proofs of PLATFORM_PROOFS for the tables the platform part holds, in the snapshot."""
+        proofs = []
+        for name, schema, table, wanted in PLATFORM_PROOFS:
+            if not any(t['schema'] == schema and t['name'] == table for t in platform_tables):
+                continue
+            have = {r['attname'] for r in self.session.query(COLUMNS_SQL, ('%s.%s' % (schema, table),))}
+            columns = [c for c in wanted if c in have]
+            if not columns:
+                continue
+            row = self.session.one(proof_sql(schema, table, columns))
+            proofs.append({'name': name, 'schema': schema, 'table': table, 'columns': columns, 'rows': row['rows'],
+                           'sha256': row['sha256']})
+        return proofs
+
+    def _dump_into(self, partial, backup_id, started, included, excluded, platform):
         conn = self.session.conn
         conn.autocommit = False
         conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
+        platform_out = platform_listing = platform_header = None
+        platform_tables, proofs = [], []
         try:
             snapshot = self.session.one('SELECT pg_export_snapshot() AS id')['id']
             tables = self.session.query(TABLES_SQL, (included,))
+            platform_tables, left_out = self._platform_tables(platform)
             argv, out = self.dump_argv(partial, snapshot, included, excluded)
-            counter = RowCounter(self.session, tables)
-            if self.encryptor:
-                self.header, listing = self._run_encrypted(argv, out, 'pg_dump', counter=counter, list_toc=True)
-            else:
-                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                        env=self._env())
-                self.procs.append(proc)
-                # Count rows in the exported snapshot while pg_dump copies the same snapshot.
-                counter.start()
-                _out, err = proc.communicate()
-                self._dump_exit(proc.returncode, err, counter)
-                listing = None
+            counter = RowCounter(self.session, tables + platform_tables)
+            header, listing = self._dump(argv, out, counter)
+            if platform:
+                # The platform part: the same snapshot, so users, object rows and application rows agree.
+                argv, platform_out = self.dump_argv(partial, snapshot, platform, [e[:2] for e in left_out],
+                                                    PLATFORM_FILE)
+                try:
+                    platform_header, platform_listing = self._dump(argv, platform_out,
+                                                                   what='pg_dump of the platform part (%s)'
+                                                                   % ', '.join(platform))
+                except BaseException:
+                    counter.cancel()
+                    raise
             counts = counter.result()
+            if platform:
+                proofs = self._proofs(platform_tables)
         finally:
             try:
                 conn.rollback()
@@ -397,30 +542,20 @@ class DumpRun(object):
             except psycopg2.Error:
                 pass
         dump_done = utcnow()
-        globals_file = None
-        if self.params['globals']:
-            globals_file = os.path.join(partial, GLOBALS_FILE)
-            # The database to connect to comes from PGDATABASE: --dbname would parse it as a connection string.
-            argv = [self._bin('pg_dumpall'), '--globals-only', '--no-password']
-            if self.params['no_role_passwords']:
-                argv.append('--no-role-passwords')
-            try:
-                if self.encryptor:  # roles and their password hashes are encrypted like the dump
-                    globals_file += E.SUFFIX
-                    self._run_encrypted(argv, globals_file, 'pg_dumpall --globals-only')
-                else:
-                    self._run_tool(argv + ['--file=%s' % globals_file], 'pg_dumpall --globals-only')
-            except S.BackupError as exc:
-                hint = ''
-                if 'pg_authid' in str(exc):
-                    hint = ('; on managed platforms (Supabase, RDS) password hashes cannot be read: set '
-                            'no_role_passwords: true')
-                raise S.BackupError('%s%s' % (exc, hint)) from exc
-        table_entries = self.check_archive(out, tables, listing)
+        platform_keys = {(t['schema'], t['name']) for t in platform_tables}
+        app_counts = [c for c in counts if (c['schema'], c['table']) not in platform_keys]
+        platform_counts = [c for c in counts if (c['schema'], c['table']) in platform_keys]
+        globals_file = self._dump_globals(partial)
+        table_entries = self.check_archive(out, tables, listing, header)
+        parts = []
+        if platform:
+            self.check_archive(platform_out, platform_tables, platform_listing, platform_header)
+            parts = self._parts(out, included, app_counts, platform_out, platform, platform_counts, left_out, proofs,
+                                globals_file)
         finished = utcnow()
         files = S.file_digests(partial)
         total = sum(f['bytes'] for f in files)
-        return {
+        manifest = {
             'format_version': S.MANIFEST_FORMAT,
             'id': backup_id,
             'tool': 'appcare.maintenance.pg_backup',
@@ -441,8 +576,8 @@ class DumpRun(object):
             'schemas': included,
             'excluded_schemas': excluded,
             'snapshot': snapshot,
-            'row_counts': counts,
-            'tables': len(counts),
+            'row_counts': app_counts,
+            'tables': len(app_counts),
             'archive_entries': table_entries,
             'started_at': iso(started),
             'dump_finished_at': iso(dump_done),
@@ -454,6 +589,91 @@ class DumpRun(object):
             'verification': None,
             'verifications': [],
         }
+        if parts:
+            manifest['parts'] = parts
+        return manifest
+
+    def _parts(self, out, included, app_counts, platform_out, platform, platform_counts, left_out, proofs, roles):
+        """The manifest's ``parts``: what each file of a preset supabase backup holds, with its row counts."""
+        def rows(counts):
+            return sum(c['rows'] for c in counts)
+
+        by_table = {(p['schema'], p['table']): p['rows'] for p in proofs}
+        summary = []
+        for schema, tables in (('auth', ('users', 'identities')), ('storage', ('buckets', 'objects'))):
+            if schema in platform:
+                counted = ['%s %s' % (t, by_table.get((schema, t), 'n/a')) for t in tables]
+                summary.append('%s: %s' % (schema, ', '.join(counted)))
+        parts = [
+            {'name': 'application', 'file': os.path.basename(out), 'schemas': included,
+             'holds': 'schema and data of the application schemas', 'tables': len(app_counts),
+             'rows': rows(app_counts),
+             'summary': 'application: %d tables / %d rows' % (len(app_counts), rows(app_counts))},
+            {'name': 'platform', 'file': os.path.basename(platform_out), 'schemas': platform,
+             'holds': 'schema and data of the Supabase schemas %s (users, identities, buckets, object rows); a '
+                      'restore into a new project loads only the data' % ' and '.join(platform),
+             'tables': len(platform_counts), 'rows': rows(platform_counts), 'row_counts': platform_counts,
+             'data_left_out': [{'schema': s, 'table': t, 'reason': r} for s, t, r in left_out],
+             'proofs': proofs, 'summary': '; '.join(summary) or 'platform: %d tables' % len(platform_counts)},
+        ]
+        if roles:
+            passwords = 'without passwords' if self.params['no_role_passwords'] else 'with password hashes'
+            parts.append({'name': 'roles', 'file': os.path.basename(roles),
+                          'holds': 'roles (pg_dumpall --roles-only, %s), Supabase\'s reserved roles commented out'
+                                   % passwords, 'summary': 'roles: %s' % passwords})
+        return parts
+
+    def _dump_globals(self, partial):
+        """globals.sql (pg_dumpall --globals-only), or with preset supabase roles.sql (--roles-only, made restorable
+        into a new project: ``supabase_roles_script``); None without ``globals``."""
+        if not self.params['globals']:
+            return None
+        supabase = self.params['preset'] == 'supabase'
+        path = os.path.join(partial, ROLES_FILE if supabase else GLOBALS_FILE)
+        what = 'pg_dumpall --roles-only' if supabase else 'pg_dumpall --globals-only'
+        # The database to connect to comes from PGDATABASE: --dbname would parse it as a connection string.
+        argv = [self._bin('pg_dumpall'), '--roles-only' if supabase else '--globals-only', '--no-password']
+        if supabase:
+            argv += ['--quote-all-identifiers', '--no-comments']
+        if self.params['no_role_passwords']:
+            argv.append('--no-role-passwords')
+        try:
+            if supabase:
+                text = supabase_roles_script(self._run_tool(argv, what))
+                if self.encryptor:  # roles (and any password hashes) are encrypted like the dump
+                    path += E.SUFFIX
+                    self._write_encrypted(text.encode('utf-8'), path, what)
+                else:
+                    with open(path, 'w') as handle:
+                        handle.write(text)
+            elif self.encryptor:
+                path += E.SUFFIX
+                self._run_encrypted(argv, path, what)
+            else:
+                self._run_tool(argv + ['--file=%s' % path], what)
+        except S.BackupError as exc:
+            hint = ''
+            if 'pg_authid' in str(exc):
+                hint = ('; on managed platforms (Supabase, RDS) password hashes cannot be read: set '
+                        'no_role_passwords: true')
+            raise S.BackupError('%s%s' % (exc, hint)) from exc
+        return path
+
+    def _write_encrypted(self, data, out, what):
+        """``data`` (small: a roles script) -> gpg -> ``out``."""
+        with E.GpgHome(self.encryptor.gpg) as home, tempfile.TemporaryFile() as gpg_err:
+            gpg = subprocess.Popen(self.encryptor.argv(home, out), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                   stderr=gpg_err)
+            self.procs.append(gpg)
+            try:
+                gpg.stdin.write(data)
+                gpg.stdin.close()
+            except BrokenPipeError:
+                pass
+            gpg.wait()
+            if gpg.returncode != 0:
+                raise S.BackupError('gpg failed to encrypt the output of %s: %s'
+                                    % (what, _exit_reason(gpg.returncode, _read(gpg_err))))
 
     def _dump_exit(self, returncode, err, counter):
         """Raise for a failed pg_dump, naming the cause: when the row count failed first, its error is the
@@ -504,10 +724,10 @@ class DumpRun(object):
                                     % _exit_reason(procs[2].returncode, _read(list_err)))
             return head, (_read(list_out) if list_toc else None)
 
-    def check_archive(self, out, tables, listing=None):
+    def check_archive(self, out, tables, listing=None, header=None):
         """Refuse an archive that is empty, has no readable header, or that pg_restore cannot list, or
         that lacks data for a table we counted. An encrypted archive was checked in the stream
-        (``listing`` and ``self.header``); its file is checked to be OpenPGP, not plaintext."""
+        (``listing`` and ``header``, its first bytes); its file is checked to be OpenPGP, not plaintext."""
         header_file = out if self.fmt == 'custom' else os.path.join(out, 'toc.dat')
         try:
             size = os.path.getsize(header_file)
@@ -520,7 +740,7 @@ class DumpRun(object):
         if listing is not None:
             if not E.looks_encrypted(header_file):
                 raise S.BackupError('%s should be OpenPGP-encrypted but is not' % header_file)
-            magic = self.header[:5]
+            magic = (header or b'')[:5]
         if magic != b'PGDMP':
             raise S.BackupError('%s does not start with a pg_dump archive header' % header_file)
         if listing is None:

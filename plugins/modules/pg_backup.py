@@ -47,6 +47,14 @@ description:
     the manifest or reports. The manifest records the cipher, the mode and the recipients' fingerprints.
     Checksums are over the encrypted file, so M(appcare.maintenance.pg_backup_verify) checks them without
     the key.
+  - "With O(preset=supabase) a backup is what a restore into a new Supabase project needs, in parts the manifest
+    lists under C(parts) - C(application) (C(database.dump): schema and data of the application schemas),
+    C(platform) (C(platform.dump): schema and data of C(auth) and C(storage) - users, identities, buckets, object
+    rows - from the same snapshot, with the row count of every table and a proof of the rows of C(auth.users),
+    C(auth.identities), C(storage.buckets) and C(storage.objects)) and, with O(globals), C(roles)
+    (C(roles.sql)). Both archives are in the same format, compression and encryption, checked the same way and
+    digested in C(files). C(playbooks/supabase_restore.yml) restores such a backup into a new project;
+    M(appcare.maintenance.pg_backup_verify) restores both parts in its test restore and proves every user is back."
 author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
@@ -92,12 +100,16 @@ options:
   globals:
     description:
       - Also back up roles and tablespaces (C(pg_dumpall --globals-only)) into C(globals.sql) beside the dump.
+      - With O(preset=supabase), roles only (C(pg_dumpall --roles-only)) into C(roles.sql), with the roles Supabase
+        creates in every project commented out, so C(psql -f roles.sql) runs in a new project; a role that exists
+        already is not created again.
     type: bool
     default: false
   no_role_passwords:
     description:
       - With O(globals), leave role passwords out (C(--no-role-passwords)); needed on managed platforms such
-        as Supabase or RDS, where password hashes cannot be read.
+        as Supabase or RDS, where password hashes cannot be read (C(pg_authid) is not readable there). Set the
+        passwords of custom login roles again after a restore.
     type: bool
     default: false
   include_schemas:
@@ -155,6 +167,12 @@ options:
 notes:
   - Restoring - C(pg_restore -d newdb <dest>/<id>/database.dump) (or C(database.dir)), then
     C(psql -f globals.sql) for roles. C(appcare.maintenance.pg_backup_verify) automates test restores.
+  - Restoring a O(preset=supabase) backup into a new Supabase project - run C(playbooks/supabase_restore.yml), or by
+    hand, as Supabase's recipe does - C(psql --single-transaction -v ON_ERROR_STOP=1 -f roles.sql); C(pg_restore
+    --single-transaction --section=pre-data --section=data -d postgres database.dump); C(pg_restore --data-only -f -
+    platform.dump | psql --single-transaction -v ON_ERROR_STOP=1 -c 'SET session_replication_role = replica' -f -);
+    C(pg_restore --single-transaction --section=post-data -d postgres database.dump). Into an empty database (no
+    auth, no storage) restore C(platform.dump) fully, before the application's post-data.
   - Restoring an encrypted backup - C(gpg --decrypt <dest>/<id>/database.dump.gpg | pg_restore -d newdb)
     (with the secret key imported, or C(--pinentry-mode loopback --passphrase-file FILE)). pg_restore reads
     the stream serially, so C(--jobs) does not apply.
@@ -167,6 +185,13 @@ seealso:
   - name: pg_dump
     description: The tool that makes the archive.
     link: https://www.postgresql.org/docs/current/app-pgdump.html
+  - name: Backup and restore using the Supabase CLI
+    description: Supabase's recipe - roles, schema, and data with auth and storage; the data restored with
+      session_replication_role = replica.
+    link: https://supabase.com/docs/guides/platform/migrating-within-supabase/backup-restore
+  - name: Supabase database backups
+    description: What the platform's own backups hold, and that they are deleted with the project.
+    link: https://supabase.com/docs/guides/platform/backups
 '''
 
 EXAMPLES = r'''
@@ -190,7 +215,7 @@ EXAMPLES = r'''
       - /etc/appcare/keys/ops-backup.pub.asc
     keep_daily: 7
 
-- name: Parallel directory-format backup of a Supabase project, roles included
+- name: Parallel directory-format backup of a Supabase project - application, users and object rows, roles
   appcare.maintenance.pg_backup:
     login_host: db.abcdefgh.supabase.co
     login_user: postgres
@@ -201,7 +226,12 @@ EXAMPLES = r'''
     jobs: 4
     preset: supabase
     globals: true
-    no_role_passwords: true
+    no_role_passwords: true   # Supabase does not let postgres read password hashes
+  register: backup
+
+- name: Show what the backup holds
+  ansible.builtin.debug:
+    msg: "{{ backup.parts }}"   # application: 12 tables / 48211 rows; auth: users 1520, identities 1544; ...
 '''
 
 RETURN = r'''
@@ -223,9 +253,33 @@ manifest:
     row_counts: [{schema: public, table: applications, rows: 12000}, {schema: public, table: applicants, rows: 5000}]
     excluded_schemas: [{schema: auth, reason: "preset supabase (auth)"}]
     files: [{path: database.dump, bytes: 1234567, sha256: "9f86d0..."}]
+    parts: [{name: application, file: database.dump, schemas: [public], tables: 12, rows: 48211,
+             summary: "application: 12 tables / 48211 rows"},
+            {name: platform, file: platform.dump, schemas: [auth, storage], tables: 19, rows: 23410,
+             row_counts: [{schema: auth, table: users, rows: 1520}],
+             data_left_out: [{schema: auth, table: schema_migrations, reason: "..."}],
+             proofs: [{name: backup_auth_users, schema: auth, table: users,
+                       columns: [id, email, encrypted_password], rows: 1520, sha256: "3b1f..."}],
+             summary: "auth: users 1520, identities 1544; storage: buckets 3, objects 8812"}]
     encryption: null
     verification: null
     verifications: []
+parts:
+  description: With O(preset=supabase), what the backup holds, part by part, for people - the C(summary) of each of
+    the manifest's C(parts) (C(application), C(platform), C(roles)). The manifest's C(parts) has per part C(name),
+    C(file), C(schemas), C(holds), C(tables), C(rows), and for the platform part C(row_counts), C(data_left_out)
+    (tables whose rows a new project writes itself) and C(proofs) (per proved table its C(columns), C(rows) and a
+    C(sha256) over every row's columns; no value of a row).
+  returned: success with O(preset=supabase), not in check mode
+  type: str
+  sample: "application: 12 tables / 48211 rows; auth: users 1520, identities 1544; storage: buckets 3, objects 8812;
+    roles: without passwords"
+platform_schemas:
+  description: In check mode, the schemas the platform part would hold.
+  returned: check mode
+  type: list
+  elements: str
+  sample: [auth, storage]
 bytes:
   description: Size of the backup on disk.
   returned: success, not in check mode

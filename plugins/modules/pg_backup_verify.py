@@ -20,6 +20,19 @@ description:
     server the connection options point at (usually the source server), compares every table's exact row
     count with the manifest, runs the O(smoke_queries), times the restore against O(rto_minutes), and
     always drops the scratch database afterwards, also on failure or when the task is interrupted.
+  - A backup made with preset supabase (see M(appcare.maintenance.pg_backup)) has a second archive, the platform part
+    (C(auth) and C(storage)). V(catalog) reads both; V(restore) restores both into the scratch database - the
+    platform part's schema and data first, then the application's, then the platform's and the application's
+    keys, indexes, triggers and policies (application tables reference C(auth.users)) - counts the rows of every
+    table of both, and proves every row of C(auth.users) (same id, email and password hash), C(auth.identities),
+    C(storage.buckets) and C(storage.objects) (same id, bucket and name) is back, comparing a sha256 over the rows
+    with the one taken in the backup's snapshot (findings C(backup_auth_users), C(backup_auth_identities),
+    C(backup_storage_buckets), C(backup_storage_objects)); no value of a row, no password hash, is read out of the
+    database. A missing, damaged or exchanged platform part fails the verification. Backups without parts
+    (older ones, or without the preset) verify as before.
+  - With O(restored_db), V(restore) checks a restore made elsewhere (C(playbooks/supabase_restore.yml)) instead of
+    making one - the same row counts, proofs and smoke queries in that database; nothing is restored, dropped or
+    recorded.
   - The scratch database is marked as created by this module and locked while in use; a run that was killed
     leaves one behind, which the next run drops (reported in RV(cleaned)). A database the module did not
     create is never dropped, and a scratch name equal to the source or admin database is refused.
@@ -76,6 +89,13 @@ options:
       - Name of the scratch database for O(level=restore). Default C(appcare_verify_<source database>).
       - Refused when it equals the backup's database or O(login_db), or when a database of that name exists
         that this module did not create.
+    type: str
+  restored_db:
+    description:
+      - With O(level=restore), check the database of this name, into which the backup was restored outside this
+        module (the C(supabase_restore) runbook does), instead of restoring into a scratch database - row counts,
+        the platform part's proofs and O(smoke_queries). Nothing is restored or dropped, and no verification is
+        recorded in the manifest (this module did not restore it).
     type: str
   jobs:
     description:
@@ -163,6 +183,20 @@ EXAMPLES = r'''
     level: checksum
     require_encryption: true
 
+- name: Monthly drill of a Supabase backup - fails unless every user, identity, bucket and object row is back
+  appcare.maintenance.pg_backup_verify:
+    login_db: postgres
+    dest: /srv/backups/supabase
+    level: restore
+  register: drill
+
+- name: After restoring into a new project by hand, check it against the backup (nothing is recorded)
+  appcare.maintenance.pg_backup_verify:
+    login_db: postgres
+    backup: /srv/backups/supabase/postgres-20261123T020000Z
+    level: restore
+    restored_db: postgres
+
 - name: Quarterly drill of an encrypted backup with the secret key
   appcare.maintenance.pg_backup_verify:
     login_db: postgres
@@ -197,6 +231,17 @@ mismatches:
   returned: when a restore ran
   type: dict
   sample: {public.applications: {expected: 12000, restored: 11990}}
+parts:
+  description: What the backup holds, part by part (the C(summary) of each of the manifest's C(parts)); only for
+    backups made with preset supabase.
+  returned: when the backup has parts
+  type: str
+  sample: "application: 12 tables / 48211 rows; auth: users 1520, identities 1544; storage: buckets 3, objects 8812"
+client:
+  description: The pg_restore used for V(catalog) and V(restore).
+  returned: when the catalog level ran
+  type: dict
+  sample: {bin_dir: /usr/lib/postgresql/18/bin, version: "18.1", major: 18, skipped: []}
 scratch_db:
   description: The scratch database used (already dropped).
   returned: when a restore ran
@@ -227,8 +272,10 @@ report:
   sample: {backup: {id: ims-20261123T020000Z, verified: ok, verified_level: restore}}
 checks:
   description: Findings in the collection's uniform shape - C(backup_checksum), C(backup_catalog),
-    C(backup_restore), C(backup_row_counts), C(backup_smoke_queries), C(backup_restore_time), then with O(dest)
-    C(backup_future_dated), C(backup_age) and C(backup_encryption).
+    C(backup_restore), C(backup_row_counts), for a backup with a platform part C(backup_auth_users),
+    C(backup_auth_identities), C(backup_storage_buckets) and C(backup_storage_objects), then
+    C(backup_smoke_queries), C(backup_restore_time), then with O(dest) C(backup_future_dated), C(backup_age) and
+    C(backup_encryption). With O(restored_db) there is no C(backup_restore) nor C(backup_restore_time).
   returned: always
   type: list
   elements: dict
@@ -259,6 +306,7 @@ def main():
         source_database=dict(type='str'),
         level=dict(type='str', default='catalog', choices=V.LEVELS),
         scratch_db=dict(type='str'),
+        restored_db=dict(type='str'),
         jobs=dict(type='int', default=1),
         no_owner=dict(type='bool', default=False),
         smoke_queries=dict(type='list', elements='dict', default=[]),

@@ -234,6 +234,15 @@ def test_supabase_preset_and_exclusions_recorded(app, tmp_path):
                        'scratch': 'exclude_schemas (scr*)'}
     assert sorted(manifest['schemas']) == ['public', 'reporting']
     assert 'auth.users' not in counts_of(manifest) and 'reporting.daily' in counts_of(manifest)
+    # auth and storage are not lost: they are the platform part, a second archive from the same snapshot.
+    platform = manifest['parts'][1]
+    assert platform['file'] == 'platform.dump' and platform['schemas'] == ['auth', 'storage']
+    platform_counts = {(e['schema'], e['table'], e['rows']) for e in platform['row_counts']}
+    assert platform_counts == {('auth', 'users', 50), ('storage', 'objects', 0)}
+    # This auth.users has no password column: its proof covers the columns it has.
+    assert platform['proofs'][0]['name'] == 'backup_auth_users' and platform['proofs'][0]['columns'] == ['id', 'email']
+    assert result['parts'] == 'application: %d tables / %d rows; auth: users 50, identities n/a; storage: buckets ' \
+        'n/a, objects 0' % (len(manifest['row_counts']), sum(counts_of(manifest).values()))
     restored = restore(app.server, result)
     try:
         schemas = {r[0] for r in app.server.execute('SELECT nspname FROM pg_namespace', restored)}

@@ -12,14 +12,17 @@ test_pg_backup_verify.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import uuid
 
 import pytest
 from test_pg_backup import APP_SCHEMA, backup_args, backups_in, tree_state
 
 from modrunner import run_module
+from supabase_like import seed_auth_and_storage, supabase_like, supabase_platform_tables
 
 
 @pytest.fixture
@@ -291,7 +294,6 @@ def test_fault_damaged_encrypted_archive_fails_verification(app, tmp_path, gpg_k
         handle.seek(size // 2)
         handle.write(bytes([byte[0] ^ 0xFF]))
     # Recompute the checksum, as an attacker with write access would: only decryption can tell.
-    import hashlib
     manifest = read(backup['path'])
     with open(archive, 'rb') as handle:
         manifest['files'][0]['sha256'] = hashlib.sha256(handle.read()).hexdigest()
@@ -317,3 +319,93 @@ def test_fault_bad_encryption_options_are_refused_before_touching_disk(app, tmp_
         result = run_module('pg_backup', backup_args(app, dest, **extra))
         assert result.failed and fragment in result['msg'], (extra, result.get('msg'))
         assert not dest.exists()
+
+
+# --- preset supabase: the platform part (auth and storage) ------------------------------------------
+
+@pytest.fixture
+def supabase_project(target):
+    supabase_like(target)
+    supabase_platform_tables(target)
+    seed_auth_and_storage(target)
+    return target
+
+
+def supabase_backup(db, dest):
+    result = run_module('pg_backup', backup_args(db, dest, preset='supabase'))
+    assert result.rc == 0, result.raw
+    return result
+
+
+def test_fault_missing_platform_part_fails_verification(supabase_project, tmp_path):
+    """A backup whose users and object rows are gone (platform.dump deleted) is a failed verification at every
+    level, never a pass that restores an application nobody can log in to."""
+    backup = supabase_backup(supabase_project, tmp_path)
+    os.unlink(os.path.join(backup['path'], 'platform.dump'))
+    result = verify(supabase_project, backup=backup['path'], level='restore')
+    assert result.rc == 0, result.raw
+    assert 'platform.dump: unreadable' in result.check('backup_checksum')['message']
+    catalog = result.check('backup_catalog')
+    assert catalog['status'] == 'critical' and 'pg_restore --list of platform.dump failed' in catalog['message']
+    restore = result.check('backup_restore')
+    assert restore['status'] == 'critical' and 'pg_restore failed on platform.dump' in restore['message'], restore
+    assert result['result'] == 'failed' and result['verdict']['result'] == 'failed'
+
+
+def test_fault_platform_part_from_another_backup_is_caught(supabase_project, tmp_path):
+    """platform.dump replaced by the one of a later backup - after eleven users changed their password and the
+    avatars were deleted - its checksum recomputed (as someone with write access would): the restore runs, and the
+    proofs and row counts say what differs from the backup."""
+    backup = supabase_backup(supabase_project, tmp_path / 'a')
+    supabase_project.sql("UPDATE auth.users SET encrypted_password = '$2a$10$reset' WHERE email LIKE 'user1%';"
+                         "DELETE FROM storage.objects WHERE bucket_id = 'avatars'")
+    later = supabase_backup(supabase_project, tmp_path / 'b')
+    shutil.copyfile(os.path.join(later['path'], 'platform.dump'), os.path.join(backup['path'], 'platform.dump'))
+    manifest = read(backup['path'])
+    for entry in manifest['files']:
+        if entry['path'] == 'platform.dump':
+            with open(os.path.join(backup['path'], 'platform.dump'), 'rb') as handle:
+                data = handle.read()
+            entry.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    write(backup['path'], manifest)
+    result = verify(supabase_project, backup=backup['path'], level='restore')
+    assert result.check('backup_checksum')['status'] == 'ok'
+    assert result.check('backup_restore')['status'] == 'ok'
+    users = result.check('backup_auth_users')
+    assert users['status'] == 'critical' and users['message'] == (
+        "auth.users: 25 rows restored, but their id, email, encrypted_password differ from the backup's (digest of "
+        "every row)")
+    objects = result.check('backup_storage_objects')
+    assert objects['status'] == 'critical' and objects['message'] == 'storage.objects: 25 rows restored, the backup holds 50'
+    assert result.check('backup_storage_buckets')['status'] == 'ok'
+    assert result.check('backup_auth_identities')['status'] == 'ok'
+    assert 'storage.objects expected 50, restored 25' in result.check('backup_row_counts')['message']
+    assert result['result'] == 'failed'
+
+
+def test_fault_malformed_parts_never_leave_the_backup_directory(supabase_project, tmp_path):
+    backup = supabase_backup(supabase_project, tmp_path)
+    manifest = read(backup['path'])
+    manifest['parts'][1]['file'] = '../../elsewhere.dump'
+    write(backup['path'], manifest)
+    result = verify(supabase_project, backup=backup['path'], level='restore')
+    catalog = result.check('backup_catalog')
+    assert catalog['status'] == 'critical' and 'the platform part names no plain file name' in catalog['message']
+    assert result.check('backup_restore')['status'] == 'critical'
+    assert result['result'] == 'failed'
+
+
+def test_fault_manifest_without_parts_still_verifies(app, tmp_path):
+    """A manifest as pg_backup wrote it before the platform part existed (no ``parts``, one archive) verifies and
+    restores as it did."""
+    backup = run_module('pg_backup', backup_args(app, tmp_path, preset='supabase'))
+    assert backup.rc == 0, backup.raw
+    manifest = read(backup['path'])
+    del manifest['parts']
+    manifest['files'] = [f for f in manifest['files'] if f['path'] == 'database.dump']
+    write(backup['path'], manifest)
+    os.unlink(os.path.join(backup['path'], 'platform.dump'))
+    result = verify(app, backup=backup['path'], level='restore')
+    assert result['result'] == 'ok', result['checks']
+    assert not [c for c in result['checks'] if c['name'].startswith(('backup_auth', 'backup_storage'))]
+    assert 'parts' not in result

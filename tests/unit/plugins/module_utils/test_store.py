@@ -256,3 +256,50 @@ def test_plaintext_files_judges_bytes_and_leaves_the_manifest_alone(tmp_path):
     assert S.plaintext_files(str(backup)) == []
     (backup / 'globals.sql').write_text('CREATE ROLE x;')
     assert S.plaintext_files(str(backup)) == ['globals.sql']
+
+
+ROLES_DUMP = '''\\restrict abc
+SET default_transaction_read_only = off;
+CREATE ROLE "anon";
+ALTER ROLE "anon" WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS;
+CREATE ROLE "supabase_auth_admin";
+CREATE ROLE "app_writer";
+ALTER ROLE "app_writer" WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;
+CREATE ROLE "it's ""odd""";
+ALTER ROLE "authenticator" SET "statement_timeout" TO '8s';
+ALTER ROLE "authenticator" SET "search_path" TO 'x';
+GRANT "anon" TO "authenticator" WITH INHERIT FALSE GRANTED BY "postgres";
+GRANT "authenticated" TO "app_writer" GRANTED BY "postgres";
+CREATE ROLE "anonymous";
+\\unrestrict abc
+'''
+
+
+def test_supabase_roles_script_leaves_reserved_roles_alone():
+    lines = D.supabase_roles_script(ROLES_DUMP).splitlines()
+    assert lines[0] == '\\restrict abc' and lines[-1] == '\\unrestrict abc'
+    assert '-- CREATE ROLE "anon";' in lines and '-- CREATE ROLE "supabase_auth_admin";' in lines
+    assert lines[3].startswith('-- ALTER ROLE "anon" WITH NOSUPERUSER')  # reserved: commented out, as it was
+    # A custom role is created only when missing; attributes that need a superuser are dropped.
+    assert ("DO $appcare$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_writer') THEN "
+            'CREATE ROLE "app_writer"; END IF; END $appcare$;') in lines
+    assert 'ALTER ROLE "app_writer" WITH INHERIT NOCREATEROLE NOCREATEDB LOGIN NOBYPASSRLS;' in lines
+    assert ("DO $appcare$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it''s \"odd\"') THEN "
+            'CREATE ROLE "it\'s ""odd"""; END IF; END $appcare$;') in lines
+    # Settings Supabase allows on its roles stay; others go, as the CLI's dump_role.sh does.
+    assert 'ALTER ROLE "authenticator" SET "statement_timeout" TO \'8s\';' in lines
+    assert '-- ALTER ROLE "authenticator" SET "search_path" TO \'x\';' in lines
+    assert '-- GRANT "anon" TO "authenticator" WITH INHERIT FALSE GRANTED BY "postgres";' in lines
+    assert 'GRANT "authenticated" TO "app_writer" GRANTED BY "postgres";' in lines
+    # "anonymous" is not "anon": a reserved name matches whole.
+    assert any(line.startswith('DO $appcare$') and '"anonymous"' in line for line in lines)
+
+
+def test_platform_schemas_only_what_the_preset_left_out():
+    excluded = [{'schema': 'auth', 'reason': 'preset supabase (auth)'},
+                {'schema': 'storage', 'reason': 'exclude_schemas (stor*)'},
+                {'schema': 'realtime', 'reason': 'preset supabase (realtime)'}]
+    assert D.platform_schemas({'preset': 'supabase'}, excluded) == ['auth']
+    assert D.platform_schemas({'preset': 'none'}, excluded) == []
+    included, excluded = resolve_schemas(SCHEMAS, ['public'], [], SUPABASE_SCHEMAS)
+    assert D.platform_schemas({'preset': 'supabase'}, excluded) == []  # include_schemas leaves them out altogether

@@ -93,3 +93,55 @@ def test_backup_age_against_rpo(hours, status):
 def test_scratch_lock_key_is_stable():
     assert V.scratch_lock_key('appcare_verify_ims') == V.scratch_lock_key('appcare_verify_ims')
     assert 0 <= V.scratch_lock_key('x') < 2 ** 31
+
+
+def platform_part(**overrides):
+    part = {'name': 'platform', 'file': 'platform.dump', 'row_counts': [{'schema': 'auth', 'table': 'users', 'rows': 2}],
+            'proofs': [{'name': 'backup_auth_users', 'schema': 'auth', 'table': 'users', 'columns': ['id'], 'rows': 2,
+                        'sha256': 'ab'}]}
+    part.update(overrides)
+    return part
+
+
+def test_archives_put_the_platform_part_first_and_keep_old_manifests_as_they_were(tmp_path):
+    path = str(tmp_path)
+    old = {'dump': 'database.dump', 'row_counts': [{'schema': 'public', 'table': 't', 'rows': 1}]}
+    found, problems = V.archives(path, old)
+    assert problems == [] and [a['name'] for a in found] == ['application']
+    assert found[0]['path'] == os.path.join(path, 'database.dump') and found[0]['proofs'] == []
+    found, problems = V.archives(path, dict(old, parts=[{'name': 'application'}, platform_part(), {'name': 'roles'}]))
+    assert problems == [] and [a['name'] for a in found] == ['platform', 'application']
+    assert found[0]['path'] == os.path.join(path, 'platform.dump') and found[0]['proofs'][0]['name'] == 'backup_auth_users'
+
+
+@pytest.mark.parametrize('part, problem', [
+    (platform_part(file='../x.dump'), 'names no plain file name'),
+    (platform_part(file='/etc/passwd'), 'names no plain file name'),
+    (platform_part(row_counts={'auth.users': 2}), 'malformed row counts'),
+    (platform_part(proofs=[{'name': 'anything', 'schema': 'auth', 'table': 'users', 'columns': ['id'], 'rows': 1,
+                            'sha256': 'x'}]), 'malformed proofs'),
+    (platform_part(proofs=[{'name': 'backup_x', 'schema': 'auth', 'table': 'users', 'columns': [], 'rows': 1,
+                            'sha256': 'x'}]), 'malformed proofs'),
+])
+def test_archives_name_a_malformed_platform_part(tmp_path, part, problem):
+    found, problems = V.archives(str(tmp_path), {'dump': 'database.dump', 'parts': [part]})
+    assert [a['name'] for a in found] == ['application']
+    assert len(problems) == 1 and problem in problems[0]
+
+
+def test_restore_steps_order_the_parts_by_what_depends_on_what():
+    platform, application = {'name': 'platform'}, {'name': 'application'}
+    assert V.restore_steps([application]) == [(application, None)]
+    assert V.restore_steps([platform, application]) == [
+        (platform, ['pre-data', 'data']), (application, ['pre-data', 'data']),
+        (platform, ['post-data']), (application, ['post-data'])]
+
+
+def test_restored_db_needs_the_restore_level():
+    params = {'jobs': 1, 'rto_minutes': 60, 'rpo_hours': 24, 'scratch_db': None, 'smoke_queries': [],
+              'restored_db': 'postgres', 'level': 'catalog', 'decryption_key_file': None,
+              'decryption_passphrase_file': None}
+    with pytest.raises(ConfigurationError, match='restored_db checks a restore: it needs level: restore'):
+        V.validate(params)
+    with pytest.raises(ConfigurationError, match='must be a plain identifier'):
+        V.validate(dict(params, level='restore', restored_db='x; DROP DATABASE y'))
