@@ -16,8 +16,10 @@ import ipaddress
 import os
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
+from ansible_collections.appcare.maintenance.plugins.module_utils import apilints as API
 from ansible_collections.appcare.maintenance.plugins.module_utils import authlog as AL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import signins as SI
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
@@ -28,15 +30,15 @@ try:
 except ImportError:  # pragma: no cover - reported by require_psycopg2()
     psycopg2 = None
 
-INFO = C.OK  # splinter's INFO level: reported, but nothing to fix
-
 ROLE_CHECKS = ['superusers', 'privileged_roles', 'password_hashes', 'passwordless_logins', 'untrusted_languages']
 SERVER_CHECKS = ['ssl', 'password_encryption', 'log_connections', 'log_disconnections', 'hba_rules']
-OBJECT_CHECKS = ['public_schema_create', 'security_definer_search_path', 'extension_in_public']
-EXPOSURE_CHECKS = ['rls_disabled_in_public', 'policy_exists_rls_disabled', 'rls_enabled_no_policy',
-                   'security_definer_view', 'auth_users_exposed']
+OBJECT_CHECKS = ['public_schema_create', 'function_search_path_mutable', 'extension_in_public',
+                 'extension_versions_outdated', 'unsupported_reg_types']
+# splinter's lints about what the API exposes (apilints.py).
+EXPOSURE_CHECKS = list(API.EXPOSURE_CHECKS)
 # The event checks that read auth.audit_log_entries (auth_users_exposed is an exposure check: it reads the catalogue).
-AUTH_EVENT_CHECKS = ['auth_new_addresses', 'auth_repeated_signups', 'auth_signup_burst', 'auth_token_revocations']
+AUTH_EVENT_CHECKS = ['auth_new_addresses', 'auth_repeated_signups', 'auth_signup_burst', 'auth_token_revocations'] + \
+    SI.SIGNIN_CHECKS
 EVENT_CHECKS = ['failed_logins'] + AUTH_EVENT_CHECKS
 BASELINE_CHECKS = list(AC.ALL_BASELINE_CHECKS)
 ALL_CHECKS = ROLE_CHECKS + SERVER_CHECKS + OBJECT_CHECKS + EXPOSURE_CHECKS + EVENT_CHECKS + BASELINE_CHECKS
@@ -50,6 +52,7 @@ DEFAULT_THRESHOLDS = {
     'auth_signup_burst': {'warning': 50, 'critical': 200, 'direction': C.ABOVE, 'unit': 'per hour'},
     'auth_token_revocations': {'warning': 50, 'critical': 200, 'direction': C.ABOVE, 'unit': 'per hour'},
 }
+DEFAULT_THRESHOLDS.update(SI.DEFAULT_THRESHOLDS)  # suspicious sign-ins (signins.py)
 
 DEFAULT_ALLOWED_SUPERUSERS = ['postgres', 'supabase_admin']
 # Roles Supabase itself creates with CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS.
@@ -62,10 +65,29 @@ HOST_TYPES = ('host', 'hostssl', 'hostnossl', 'hostgssenc', 'hostnogssenc')
 CONNECTION_TYPES = ('local',) + HOST_TYPES
 LOCAL_USERS = 'local users (anyone with a shell on the server host)'
 
+# Old check names still accepted in O(checks), with a deprecation notice: old name -> new name.
+RENAMED_CHECKS = {'security_definer_search_path': 'function_search_path_mutable'}
+
 INSUFFICIENT_PRIVILEGE = '42501'
 # The OID of a table in schema auth, read from the catalogue (to_regclass needs USAGE on the schema).
-AUTH_TABLE_OID = ("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                  "WHERE n.nspname = 'auth' AND c.relname = '%s'")
+AUTH_TABLE_OID = API.TABLE_OID % ('auth', '%s')
+# Schemas whose tables pg_upgrade skips, and pgsodium, which splinter's unsupported_reg_types leaves out too.
+REG_TYPES_SKIPPED = ['pgsodium']
+
+
+def renamed_checks(selected):
+    """``selected`` (O(checks)) with the old names of renamed checks replaced by the new ones, in order and once, and
+    a deprecation notice per old name used."""
+    result, notices = [], []
+    for name in selected or []:
+        new = RENAMED_CHECKS.get(name, name)
+        if new != name:
+            notices.append('checks: %s is now %s (renamed after Supabase\'s linter, and it now covers every function, '
+                           'not only SECURITY DEFINER ones); the old name will be refused in a future release'
+                           % (name, new))
+        if new not in result:
+            result.append(new)
+    return result, notices
 
 
 def hba_reach(rule):
@@ -97,8 +119,8 @@ def _hba_address(rule):
     return '%s%s' % (rule['address'] or '', '/' + rule['netmask'] if rule['netmask'] else '')
 
 
-class Audit(object):
-    """Runs the selected checks over one read-only session."""
+class Audit(API.ApiLints):
+    """Runs the selected checks over one read-only session (splinter's API lints come from ``ApiLints``)."""
 
     def __init__(self, session, params, thresholds):
         self.session = session
@@ -128,6 +150,7 @@ class Audit(object):
                                "current_setting('server_version_num')::int AS version")
         self.facts.update(login_role=row['login'], database=row['db'], superuser=row['superuser'],
                           server_version_num=row['version'])
+        self.exposed_schemas()
         for name in selected:
             if name in BASELINE_CHECKS or name in EVENT_CHECKS:
                 continue
@@ -367,20 +390,31 @@ class Audit(object):
         self.findings.add('public_schema_create', C.WARNING, '%s, %s; REVOKE CREATE ON SCHEMA public FROM PUBLIC'
                           % (observed, cause), obj='schema=public', grantors=grantors)
 
-    def check_security_definer_search_path(self):
+    def check_function_search_path_mutable(self):
+        # Aggregates are left out: they cannot be given a search_path; their support functions are linted themselves.
         rows = self.session.query(
-            "SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args "
-            "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.prosecdef "
+            "SELECT n.nspname AS schema, p.proname AS name, pg_get_function_identity_arguments(p.oid) AS args, "
+            "p.prosecdef AS definer, p.prokind AS kind FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE p.prokind <> 'a' AND n.nspname !~ ALL(%s) "
             "AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search\\_path=%%') "
-            "AND n.nspname !~ ALL(%s) ORDER BY 1, 2", (self.exclude.regexes,))
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid "
+            "AND d.deptype = 'e') ORDER BY 1, 2, 3", (self.exclude.regexes,))
         for row in rows:
             signature = '%s(%s)' % (qualified(row['schema'], row['name']), row['args'])
-            self.findings.add('security_definer_search_path', C.WARNING, 'SECURITY DEFINER function %s has no fixed '
-                              'search_path: a caller can make it run their own objects with its owner\'s rights; '
-                              'ALTER FUNCTION %s SET search_path = \'\' (and qualify the names it uses)'
-                              % (signature, signature), obj='function=%s' % signature)
+            kind = 'PROCEDURE' if row['kind'] == 'p' else 'FUNCTION'
+            if row['definer']:
+                risk = ('SECURITY DEFINER %s %s has a mutable search_path (none set): a caller can put objects of their '
+                        'own first on it and make it run them with its owner\'s rights' % (kind.lower(), signature))
+            else:
+                risk = ('%s %s has a mutable search_path (none set): it resolves unqualified names through the search_path '
+                        'of whoever calls it, so a role that can create objects may make it run theirs'
+                        % (kind.lower(), signature))
+            self.findings.add('function_search_path_mutable', C.WARNING, '%s; ALTER %s %s SET search_path = \'\' (and '
+                              'qualify the names it uses)' % (risk, kind, signature), obj='function=%s' % signature,
+                              security_definer=row['definer'])
         if not rows:
-            self.findings.ok('security_definer_search_path', 'every SECURITY DEFINER function has a fixed search_path')
+            self.findings.ok('function_search_path_mutable', 'every function outside the excluded schemas that no '
+                             'extension owns has a fixed search_path')
 
     def check_extension_in_public(self):
         rows = self.session.query("SELECT e.extname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
@@ -393,97 +427,42 @@ class Audit(object):
         if not rows:
             self.findings.ok('extension_in_public', 'no extension installed in schema public')
 
-    # -- PostgREST / Supabase exposure ------------------------------------------------------------------
-    def api_roles(self):
-        wanted = self.params['api_roles']
-        present = set(r['rolname'] for r in self.roles())
-        return [r for r in wanted if r in present]
-
-    def exposed_relations(self):
-        if 'exposed' not in self.facts:
-            roles = self.api_roles()
-            rows = self.session.query(
-                "SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relrowsecurity AS rls, "
-                "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies, "
-                "ARRAY(SELECT r FROM unnest(%(roles)s::text[]) r WHERE has_table_privilege(r, c.oid, 'SELECT')) "
-                "  AS readers, "
-                "coalesce((SELECT bool_or(o ~* '^security_invoker=(on|true|yes|1)$') FROM unnest(c.reloptions) o), "
-                "  false) AS security_invoker "
-                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY 2, 3",
-                {'roles': roles, 'schemas': self.params['exposed_schemas']})
-            self.facts['exposed'] = rows
-        return self.facts['exposed']
-
-    def _no_api_roles(self, name):
-        if self.api_roles():
-            return False
-        self.findings.ok(name, 'none of the API roles (%s) exists; PostgREST exposure does not apply'
-                         % ', '.join(self.params['api_roles']))
-        return True
-
-    def check_rls_disabled_in_public(self):
-        if self._no_api_roles('rls_disabled_in_public'):
-            return
-        hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and not r['rls'] and r['readers']]
-        for row in hits:
-            name = qualified(row['schema'], row['name'])
-            self.findings.add('rls_disabled_in_public', C.CRITICAL, 'table %s is readable by %s through the API and row-level '
-                              'security is off, so every row is public; ALTER TABLE %s ENABLE ROW LEVEL SECURITY and add '
-                              'policies' % (name, ', '.join(row['readers']), name), obj='table=%s' % name)
-        if not hits:
-            self.findings.ok('rls_disabled_in_public', 'every table the API roles can read in %s has row-level security'
-                             % ', '.join(self.params['exposed_schemas']))
-
-    def check_policy_exists_rls_disabled(self):
-        hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and not r['rls'] and r['policies']]
-        for row in hits:
-            name = qualified(row['schema'], row['name'])
-            self.findings.add('policy_exists_rls_disabled', C.CRITICAL, 'table %s has %d polic%s but row-level security is '
-                              'off, so they are not applied; ALTER TABLE %s ENABLE ROW LEVEL SECURITY'
-                              % (name, row['policies'], 'y' if row['policies'] == 1 else 'ies', name), obj='table=%s' % name)
-        if not hits:
-            self.findings.ok('policy_exists_rls_disabled', 'no table has policies with row-level security off')
-
-    def check_rls_enabled_no_policy(self):
-        hits = [r for r in self.exposed_relations() if r['relkind'] in ('r', 'p') and r['rls'] and not r['policies']]
-        for row in hits:
-            name = qualified(row['schema'], row['name'])
-            self.findings.add('rls_enabled_no_policy', INFO, 'table %s has row-level security on and no policy: the API '
-                              'roles see no rows (fine if intended; add a policy otherwise)' % name, obj='table=%s' % name)
-        if not hits:
-            self.findings.ok('rls_enabled_no_policy', 'no table has row-level security without a policy')
-
-    def check_security_definer_view(self):
-        if self._no_api_roles('security_definer_view'):
-            return
-        hits = [r for r in self.exposed_relations()
-                if r['relkind'] == 'v' and not r['security_invoker'] and r['readers']]
-        for row in hits:
-            name = qualified(row['schema'], row['name'])
-            self.findings.add('security_definer_view', C.CRITICAL, 'view %s runs with its owner\'s rights (no '
-                              'security_invoker) and %s can read it, bypassing the row-level security of the tables under '
-                              'it; ALTER VIEW %s SET (security_invoker = on)' % (name, ', '.join(row['readers']), name),
-                              obj='view=%s' % name)
-        if not hits:
-            self.findings.ok('security_definer_view', 'no view readable by the API roles runs with its owner\'s rights')
-
-    def check_auth_users_exposed(self):
-        if self._no_api_roles('auth_users_exposed'):
-            return
+    def check_extension_versions_outdated(self):
+        # Only installed versions the server still has scripts for (a version left behind by pg_upgrade is not one).
         rows = self.session.query(
-            "SELECT DISTINCT v.oid FROM pg_rewrite rw JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass "
-            "AND d.objid = rw.oid JOIN pg_class v ON v.oid = rw.ev_class "
-            "WHERE d.refobjid = (%s) AND v.oid <> d.refobjid" % AUTH_TABLE_OID % 'users')
-        using = set(r['oid'] for r in rows)
-        hits = [r for r in self.exposed_relations() if r['oid'] in using and r['readers']]
-        for row in hits:
-            name = qualified(row['schema'], row['name'])
-            self.findings.add('auth_users_exposed', C.CRITICAL, 'view %s reads auth.users and %s can query it through the API, '
-                              'exposing user e-mails and metadata; revoke SELECT from the API roles or drop the view'
-                              % (name, ', '.join(row['readers'])), obj='view=%s' % name)
-        if not hits:
-            self.findings.ok('auth_users_exposed', 'no view over auth.users is readable by the API roles')
+            "SELECT e.name, e.installed_version AS installed, e.default_version AS latest FROM pg_available_extensions e "
+            "WHERE e.installed_version IS NOT NULL AND e.default_version IS NOT NULL "
+            "AND e.installed_version <> e.default_version AND EXISTS (SELECT 1 FROM pg_available_extension_versions v "
+            "WHERE v.name = e.name AND v.version = e.installed_version) ORDER BY 1")
+        for row in rows:
+            self.findings.add('extension_versions_outdated', C.WARNING, 'extension %s is at version %s while this server '
+                              'ships %s, which may hold security fixes; ALTER EXTENSION %s UPDATE (after reading its '
+                              'release notes)' % (row['name'], row['installed'], row['latest'], row['name']),
+                              obj='extension=%s' % row['name'], installed_version=row['installed'],
+                              default_version=row['latest'])
+        if not rows:
+            self.findings.ok('extension_versions_outdated', 'every installed extension is at the version the server ships '
+                             'as default')
+
+    def check_unsupported_reg_types(self):
+        # pg_upgrade checks every user schema, so exclude_schemas does not apply; splinter leaves out pgsodium.
+        rows = self.session.query(
+            "SELECT n.nspname AS schema, c.relname AS name, c.relkind, a.attname AS column_name, "
+            "format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid "
+            "WHERE a.attnum > 0 AND NOT a.attisdropped AND n.nspname !~ ALL(%(skipped)s) "
+            "AND (t.oid = ANY(%(types)s::regtype[]) OR t.typelem = ANY(%(types)s::regtype[]) "
+            "  OR t.typbasetype = ANY(%(types)s::regtype[])) ORDER BY 1, 2, a.attnum",
+            {'skipped': SchemaFilter(REG_TYPES_SKIPPED).regexes, 'types': API.UNSUPPORTED_REG_TYPES})
+        for row in rows:
+            relation = qualified(row['schema'], row['name'])
+            self.findings.add('unsupported_reg_types', C.WARNING, '%s %s has column %s of type %s, which pg_upgrade cannot '
+                              'carry over (it stores OIDs that change): the server cannot be upgraded in place while it '
+                              'exists; store the name (text) or a regclass/regtype/regrole instead'
+                              % (API.RELKIND_WORDS.get(row['relkind'], 'relation'), relation, row['column_name'],
+                                 row['type']), obj='column=%s.%s' % (relation, row['column_name']))
+        if not rows:
+            self.findings.ok('unsupported_reg_types', 'no column uses a reg* type pg_upgrade cannot carry over')
 
     # -- authentication events --------------------------------------------------------------------------
     def run_events(self, selected):
@@ -571,29 +550,77 @@ class Audit(object):
             self.findings.judge('auth_token_revocations', value,
                                 '{value} token revocations beyond refresh rotation in one hour%s in the last %s h'
                                 % (' (%s)' % hour.isoformat() if hour is not None and value else '', hours))
+        signins = [name for name in wanted if name in SI.SIGNIN_CHECKS]
+        if signins:
+            self._auth_signins(signins, results, counts, args, hours)
+
+    def _audit_log_silent(self, counts, args, hours):
+        """Why the sign-ins of auth.audit_log_entries cannot be judged when it holds none while auth.users says
+        users signed in (the Auth server does not write its audit log to the database), else None."""
+        if counts.get('login', 0) + counts.get('mfa_code_login', 0):
+            return None
+        recent, _error = self.try_query(AL.AUTH_SQL['recent_sign_ins'], args)
+        signed_in = recent[0]['n'] if recent else 0
+        if not signed_in:
+            return None
+        return ('auth.audit_log_entries holds no sign-in in the last %s h although %d user(s) signed in '
+                '(auth.users.last_sign_in_at): the Auth server may not write its audit log to the database '
+                '(GOTRUE_AUDIT_LOG_DISABLE_POSTGRES)' % (hours, signed_in))
+
+    def _short_history(self, results, hours, what):
+        """Why a check that compares the window with the auth_lookback_days before it cannot judge: the audit log
+        holds less history than both (every address would look new), else None."""
+        history = results['history'][0]
+        if float(history['seconds']) >= float(history['needed']):
+            return None
+        return ('not enough history (%d days of audit log, need window + baseline): the window is %s h and the '
+                'baseline auth_lookback_days = %d days; %s' % (int(float(history['seconds']) // 86400), hours,
+                                                               self.params['auth_lookback_days'], what))
 
     def _auth_new_addresses(self, results, counts, args, hours):
-        logins = counts.get('login', 0) + counts.get('mfa_code_login', 0)
-        if not logins:
-            recent, _error = self.try_query(AL.AUTH_SQL['recent_sign_ins'], args)
-            signed_in = recent[0]['n'] if recent else 0
-            if signed_in:
-                self.findings.unknown('auth_new_addresses', 'auth.audit_log_entries holds no sign-in in the last %s h although '
-                                      '%d user(s) signed in (auth.users.last_sign_in_at): the Auth server may not write its '
-                                      'audit log to the database (GOTRUE_AUDIT_LOG_DISABLE_POSTGRES)' % (hours, signed_in))
-                return
+        silent = self._audit_log_silent(counts, args, hours)
+        if silent:
+            self.findings.unknown('auth_new_addresses', silent)
+            return
         new = [r['address'] for r in results['new_addresses']]
-        history = results['history'][0]
-        if float(history['seconds']) < float(history['needed']):
-            # Every address would look new against a baseline the audit log does not cover.
-            self.findings.unknown('auth_new_addresses', 'not enough history (%d days of audit log, need window + '
-                                  'baseline): the window is %s h and the baseline auth_lookback_days = %d days; '
-                                  '%d address(es) signed in in the window'
-                                  % (int(float(history['seconds']) // 86400), hours, self.params['auth_lookback_days'],
-                                     len(results['sign_ins'])))
+        short = self._short_history(results, hours, '%d address(es) signed in in the window' % len(results['sign_ins']))
+        if short:
+            self.findings.unknown('auth_new_addresses', short)
             return
         self.findings.judge('auth_new_addresses', len(new), '{value} address(es) signed in for the first time in %d days: %s'
                             % (self.params['auth_lookback_days'], ', '.join(new[:20]) or 'none'), addresses=new)
+
+    def _auth_signins(self, wanted, results, counts, args, hours):
+        """The suspicious sign-in checks (signins.py): bursts and spread over a sliding window of
+        auth_signin_window_minutes, and addresses new for an account against auth_lookback_days."""
+        silent = self._audit_log_silent(counts, args, hours)
+        if silent:
+            for name in wanted:
+                self.findings.unknown(name, silent)
+            return
+        minutes = self.params.get('auth_signin_window_minutes') or SI.DEFAULT_WINDOW_MINUTES
+        facts = self.facts['auth_events']
+        facts['signin_window_minutes'] = minutes
+        found = []
+        if 'auth_signin_burst' in wanted or 'auth_address_accounts' in wanted:
+            rows = self.session.query(SI.peaks_sql('address'), SI.peaks_args(args, minutes, self.thresholds, 'address'))
+            facts['signins_by_address'] = SI.address_rows(rows)
+            found.extend(SI.address_findings(self.thresholds, rows, minutes, hours, wanted))
+        if 'auth_account_addresses' in wanted:
+            rows = self.session.query(SI.peaks_sql('account'), SI.peaks_args(args, minutes, self.thresholds, 'account'))
+            facts['signins_by_account'] = SI.account_rows(rows)
+            found.extend(SI.account_findings(self.thresholds, rows, minutes, hours))
+        if 'auth_account_new_addresses' in wanted:
+            short = self._short_history(results, hours, 'the addresses of an account are judged against its sign-ins '
+                                        'in those days')
+            if short:
+                found.append(C.unknown(self.thresholds, 'auth_account_new_addresses', short))
+            else:
+                rows = self.session.query(SI.new_addresses_sql(), SI.new_addresses_args(args, self.thresholds))
+                found.extend(SI.new_address_findings(self.thresholds, rows, hours, self.params['auth_lookback_days']))
+        for item in found:
+            item['object'] = item['object'] or self.findings.obj
+            self.findings.append(item)
 
 
 def validate(params):
@@ -601,5 +628,9 @@ def validate(params):
         raise ConfigurationError('log_window_hours must be more than 0, got %s' % params['log_window_hours'])
     if params['auth_lookback_days'] < 0:
         raise ConfigurationError('auth_lookback_days must be 0 or more, got %s' % params['auth_lookback_days'])
+    try:
+        SI.validate_minutes(params.get('auth_signin_window_minutes', SI.DEFAULT_WINDOW_MINUTES))
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from exc
     if not params['exposed_schemas']:
         raise ConfigurationError('exposed_schemas must name at least one schema')

@@ -2,16 +2,21 @@
 # Copyright: appcare.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """pg_audit_info's pure parts: the server log parser (stderr and jsonlog formats, addresses, time window,
-time zones) and the access snapshot diff."""
+time zones), the access snapshot diff, and the rules of the splinter lints (exposed schemas, always-true policies,
+listable buckets, sensitive column names, user_metadata in policies, the renamed check)."""
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
+import re
 
 import pytest
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import access as AC
+from ansible_collections.appcare.maintenance.plugins.module_utils import apilints as API
+from ansible_collections.appcare.maintenance.plugins.module_utils import audit as A
 from ansible_collections.appcare.maintenance.plugins.module_utils import authlog as AL
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 
@@ -118,3 +123,98 @@ def test_long_change_lists_are_cut_in_messages():
 def test_bad_baselines_are_refused(value):
     with pytest.raises(ConfigurationError):
         AC.load_baseline(value)
+
+
+# --- splinter lints ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('value, schemas', [
+    ('public', ['public']),
+    (' public , api,graphql_public ', ['public', 'api', 'graphql_public']),
+    ('public,,public, ', ['public']),
+    ('', None),
+    (' , ', None),
+    (None, None),
+])
+def test_parse_db_schemas(value, schemas):
+    assert API.parse_db_schemas(value) == schemas
+
+
+def test_exposed_schemas_setting_then_authenticator_then_option():
+    assert API.choose_exposed_schemas('public, api', 'other', ['public']) == (['public', 'api'], 'setting')
+    assert API.choose_exposed_schemas(None, 'api', ['public']) == (['api'], 'authenticator')
+    assert API.choose_exposed_schemas(' ', ' ,', ['public', 'x']) == (['public', 'x'], 'option')
+
+
+@pytest.mark.parametrize('command, using, check, expected', [
+    ('SELECT', 'true', None, (False, False)),               # public reads are usually meant
+    ('DELETE', 'true', None, (True, False)),
+    ('DELETE', '(1 = 1)', None, (True, False)),
+    ('UPDATE', '(owner = auth.uid())', None, (False, False)),
+    ('UPDATE', 'true', None, (True, True)),                 # no WITH CHECK: USING applies to the new rows
+    ('UPDATE', 'true', '(owner = auth.uid())', (True, False)),
+    ('ALL', None, None, (True, False)),
+    ('INSERT', None, None, (False, True)),
+    ('INSERT', None, ' ( TRUE ) ', (False, True)),
+    ('INSERT', None, '(owner = auth.uid())', (False, False)),
+    ('ALL', '(x > 1)', 'true', (False, True)),
+])
+def test_always_true_policy(command, using, check, expected):
+    assert API.always_true_policy(command, using, check) == expected
+
+
+@pytest.mark.parametrize('using, bucket, listed', [
+    (None, 'avatars', True),
+    ('true', 'avatars', True),
+    ("(bucket_id = 'avatars'::text)", 'avatars', True),
+    ("bucket_id='avatars'", 'avatars', True),
+    ("(bucket_id = 'avatars'::text)", 'docs', False),
+    ("(bucket_id = 'it''s'::text)", "it's", True),
+    ("((bucket_id = 'avatars'::text) AND (owner = auth.uid()))", 'avatars', False),
+    ("(bucket_id = ANY (ARRAY['avatars'::text]))", 'avatars', False),
+])
+def test_lists_bucket(using, bucket, listed):
+    assert API.lists_bucket(using, bucket) is listed
+
+
+def test_sensitive_columns_compare_whole_names():
+    assert API.sensitive_columns(['id', 'Password', 'API-Key', 'token_count', 'email', 'ssn']) == ['Password', 'API-Key',
+                                                                                                   'ssn']
+
+
+@pytest.mark.parametrize('expression, hit', [
+    ("((auth.jwt() -> 'user_metadata'::text) ->> 'role'::text) = 'admin'::text", True),
+    ("((jwt() -> 'user_metadata'::text) ->> 'role'::text)", True),            # auth on the search_path
+    ("((current_setting('request.jwt.claims'::text, true))::jsonb #>> '{user_metadata,team}'::text[])", True),
+    ("(u.raw_user_meta_data ->> 'role'::text) = 'editor'::text", True),
+    ("((auth.jwt() -> 'app_metadata'::text) ->> 'role'::text)", False),
+    ("(owner = auth.uid())", False),
+    (None, False),
+])
+def test_references_user_metadata(expression, hit):
+    assert API.references_user_metadata(expression) is hit
+
+
+def test_old_check_name_is_mapped_once_with_a_notice():
+    selected, notices = A.renamed_checks(['ssl', 'security_definer_search_path', 'function_search_path_mutable'])
+    assert selected == ['ssl', 'function_search_path_mutable']
+    assert len(notices) == 1 and 'security_definer_search_path is now function_search_path_mutable' in notices[0]
+    assert A.renamed_checks(['ssl']) == (['ssl'], [])
+    assert 'security_definer_search_path' not in A.ALL_CHECKS
+    assert len(set(A.ALL_CHECKS)) == len(A.ALL_CHECKS)
+
+
+def test_readme_lint_catalogue_lists_every_splinter_lint_and_our_checks():
+    readme = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'README.md')
+    with open(readme) as handle:
+        text = handle.read()
+    section = text.split('### Lint catalogue', 1)[1].split('\n#', 1)[0]
+    rows = [line.split('|')[1:-1] for line in section.splitlines() if re.match(r'^\| 00\d\d ', line)]
+    assert [row[0].strip() for row in rows] == ['%04d' % number for number in range(1, 30)]
+    ours = dict((row[3].strip().split()[0].strip('`'), row[5].strip()) for row in rows if row[4].strip() == '`pg_audit_info`')
+    assert set(ours) == set(API.EXPOSURE_CHECKS) | {'function_search_path_mutable', 'extension_in_public',
+                                                    'extension_versions_outdated', 'unsupported_reg_types'}
+    assert set(ours) <= set(A.ALL_CHECKS)
+    levels = {'ERROR': 'critical', 'WARN': 'warning', 'INFO': 'info'}
+    for row in rows:
+        if row[4].strip() == '`pg_audit_info`':
+            assert levels[row[2].strip()] == row[5].strip(), row
