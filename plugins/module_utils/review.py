@@ -6,11 +6,18 @@
 Each section returns its data (sorted, cut to ``top_n`` where long) and findings. The catalogue and
 statistics are read with a handful of set-based queries, so the cost grows with the number of objects,
 not with one round trip per object.
+
+The performance lints of Supabase's linter (splinter) are covered with splinter's names where ours had none:
+``no_primary_key``, ``auth_rls_initplan``, ``multiple_permissive_policies``, and its ``table_bloat`` rule as
+``table_bloat_excessive`` (``table_bloat`` is our own estimate, with thresholds, older than the lint).
+``unindexed_foreign_key``, ``unused_index`` and ``duplicate_index`` are splinter's ``unindexed_foreign_keys``,
+``unused_index`` and ``duplicate_index``, stricter where splinter's are loose. The queries are our own.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import bloat as BL
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
@@ -24,8 +31,30 @@ try:
 except ImportError:  # pragma: no cover - reported by require_psycopg2()
     psycopg2 = None
 
-SECTIONS = ['slow_queries', 'index_usage', 'seq_scans', 'sizes', 'bloat', 'vacuum', 'foreign_keys', 'cache',
-            'connections']
+SECTIONS = ['slow_queries', 'index_usage', 'seq_scans', 'sizes', 'bloat', 'vacuum', 'foreign_keys', 'primary_keys',
+            'policies', 'cache', 'connections']
+
+# The schemas splinter's performance lints leave out (its lints 0001, 0003-0006, 0009 list the same ones; 0003
+# auth_rls_initplan reads realtime's policies, 0020 table_bloat leaves out only information_schema). The lints with
+# splinter's names leave out these and the user's exclude_schemas both, and tables an extension owns (pg_depend
+# 'e'), as splinter does: neither list hides an application's schema.
+SPLINTER_EXCLUDED_SCHEMAS = [
+    '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_config', '_timescaledb_internal', 'auth', 'cron',
+    'extensions', 'graphql', 'graphql_public', 'information_schema', 'net', 'pgmq', 'pgroonga', 'pgsodium',
+    'pgsodium_masks', 'pgtle', 'pgbouncer', 'pg_catalog', 'realtime', 'repack', 'storage', 'supabase_functions',
+    'supabase_migrations', 'tiger', 'topology', 'vault',
+]
+# auth_rls_initplan also reads the policies of realtime.messages (Realtime Authorization): the application's own.
+SPLINTER_INITPLAN_EXCLUDED_SCHEMAS = [s for s in SPLINTER_EXCLUDED_SCHEMAS if s != 'realtime']
+
+# splinter's table_bloat rule: the table holds more than 70 times the pages its statistics call for, and more than
+# 20 MB of them are waste.
+EXCESSIVE_BLOAT_RATIO = 70.0
+EXCESSIVE_BLOAT_BYTES = 20 * 1024 * 1024
+
+# The table c is not an extension's (created by CREATE EXTENSION: the extension's to maintain, not the application's).
+NOT_EXTENSION_OWNED = ("NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+                       "AND d.objid = c.oid AND d.deptype = 'e')")
 
 DEFAULT_THRESHOLDS = {
     'slow_queries': {'warning': 2000, 'critical': None, 'direction': C.ABOVE, 'unit': 'ms'},
@@ -42,8 +71,9 @@ LINE_POINTER = 4
 
 TABLES_SQL = """
 SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.reltuples::float AS reltuples, c.reloptions,
+       c.relpages::bigint AS relpages, coalesce(am.amname = 'heap', false) AS heap_am,
        pg_relation_size(c.oid) AS heap_bytes, pg_indexes_size(c.oid) AS index_bytes,
-       pg_table_size(c.oid) AS table_bytes,
+       pg_table_size(c.oid) AS table_bytes, has_table_privilege(c.oid, 'SELECT') AS readable,
        coalesce(s.seq_scan, 0) AS seq_scan, coalesce(s.seq_tup_read, 0) AS seq_tup_read,
        coalesce(s.idx_scan, 0) AS idx_scan, coalesce(s.n_live_tup, 0) AS live, coalesce(s.n_dead_tup, 0) AS dead,
        coalesce(s.n_mod_since_analyze, 0) AS modified,
@@ -55,6 +85,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_all_tables s ON s.relid = c.oid
 LEFT JOIN pg_statio_all_tables io ON io.relid = c.oid
+LEFT JOIN pg_am am ON am.oid = c.relam
 WHERE c.relkind IN ('r', 'm', 'p') AND n.nspname !~ ALL(%(exclude)s)
 """
 
@@ -62,10 +93,14 @@ INDEXES_SQL = """
 SELECT i.indexrelid AS oid, n.nspname AS schema, ic.relname AS name, t.relname AS table_name, i.indrelid,
        am.amname AS method, i.indisunique AS is_unique, i.indisprimary AS is_primary, i.indisvalid AS valid,
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint,
+       EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = t.oid
+               AND d.deptype = 'e') AS extension_owned,
        coalesce(s.idx_scan, 0) AS scans, pg_relation_size(i.indexrelid) AS size, ic.reltuples::float AS reltuples,
        t.reltuples::float AS table_reltuples, ic.reloptions,
        i.indkey::text AS key, i.indclass::text AS opclasses, i.indcollation::text AS collations,
-       i.indoption::text AS key_options,
+       i.indoption::text AS key_options, i.indnkeyatts AS key_columns, i.indimmediate AS immediate,
+       -- UNIQUE ... NULLS NOT DISTINCT (PostgreSQL 15+; read through to_jsonb so older servers answer false)
+       coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false) AS nulls_not_distinct,
        coalesce(pg_get_expr(i.indexprs, i.indrelid), '') AS exprs,
        coalesce(pg_get_expr(i.indpred, i.indrelid), '') AS pred
 FROM pg_index i
@@ -81,7 +116,11 @@ COLUMN_WIDTHS_SQL = """
 SELECT c.oid, sum(coalesce(s.avg_width, CASE WHEN a.attlen > 0 THEN a.attlen END) * (1 - coalesce(s.null_frac, 0)))::float
          AS width,
        bool_or(coalesce(s.null_frac, 0) > 0) AS has_nulls, count(*) AS columns,
-       count(*) FILTER (WHERE s.avg_width IS NULL AND a.attlen < 0) AS unknown
+       count(*) FILTER (WHERE s.avg_width IS NULL AND a.attlen < 0) AS unknown,
+       -- what splinter's table_bloat estimate reads: only the columns with statistics
+       count(s.attname) AS stats_columns, coalesce(sum((1 - s.null_frac) * s.avg_width), 0)::float AS stats_width,
+       coalesce(max(s.null_frac), 0)::float AS max_null_frac,
+       count(*) FILTER (WHERE s.null_frac <> 0) AS null_columns
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -96,16 +135,66 @@ SELECT k.conname, n.nspname AS schema, c.relname AS table_name, f.relname AS ref
        ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY AS u(attnum, pos)
              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum ORDER BY u.pos)::text[] AS columns,
        pg_relation_size(c.oid) AS table_bytes,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid AND i.indisvalid
-               AND (i.indkey::int2[])[0:array_length(k.conkey, 1) - 1] @> k.conkey
-               AND (i.indkey::int2[])[0:array_length(k.conkey, 1) - 1] <@ k.conkey) AS indexed
+       -- supported: a valid, non-partial index whose leading key columns are the foreign key's, in its order
+       -- (a partial index serves only the rows its predicate covers; INCLUDE columns are not searchable keys)
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid AND i.indisvalid AND i.indpred IS NULL
+               AND i.indnkeyatts >= cardinality(k.conkey)
+               AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] = k.conkey) AS indexed
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_class f ON f.oid = k.confrelid
-WHERE k.contype = 'f' AND n.nspname !~ ALL(%(exclude)s)
+WHERE k.contype = 'f' AND n.nspname !~ ALL(%%(exclude)s) AND %s
 ORDER BY 2, 3, 1
+""" % NOT_EXTENSION_OWNED
+
+NO_PRIMARY_KEY_SQL = """
+SELECT n.nspname AS schema, c.relname AS name, c.reltuples::float AS reltuples, pg_relation_size(c.oid) AS bytes
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname !~ ALL(%%(exclude)s) AND %s
+  AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+ORDER BY 1, 2
+""" % NOT_EXTENSION_OWNED
+
+# The policies of the tables with row level security on, their expressions as text. Read with search_path set to
+# pg_catalog alone, so that every function outside it is printed schema-qualified (auth.uid(), never uid()).
+RLS_POLICIES_SQL = """
+SELECT n.nspname AS schema, c.relname AS table_name, p.polname AS name,
+       CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE'
+                     ELSE 'ALL' END AS command,
+       pg_get_expr(p.polqual, p.polrelid) AS using_expr, pg_get_expr(p.polwithcheck, p.polrelid) AS check_expr
+FROM pg_policy p
+JOIN pg_class c ON c.oid = p.polrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relrowsecurity AND n.nspname !~ ALL(%(exclude)s)
+ORDER BY 1, 2, 3
 """
+
+# Per table, role and action, the permissive policies that apply: a policy for PUBLIC applies to every role, FOR ALL
+# to the four actions. Roles that bypass row level security, PostgreSQL's pg_* roles and Supabase's
+# supabase*admin roles are left out, as splinter does.
+PERMISSIVE_POLICIES_SQL = """
+SELECT n.nspname AS schema, c.relname AS table_name, r.rolname AS role, a.action,
+       array_agg(p.polname::text ORDER BY p.polname) AS policies
+FROM pg_policy p
+JOIN pg_class c ON c.oid = p.polrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_roles r ON r.oid = ANY(p.polroles) OR p.polroles = '{0}'::oid[]
+CROSS JOIN LATERAL unnest(CASE p.polcmd WHEN 'r' THEN ARRAY['SELECT'] WHEN 'a' THEN ARRAY['INSERT']
+                                         WHEN 'w' THEN ARRAY['UPDATE'] WHEN 'd' THEN ARRAY['DELETE']
+                                         ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END) AS a(action)
+WHERE c.relkind = 'r' AND p.polpermissive AND n.nspname !~ ALL(%%(exclude)s) AND %s
+  AND NOT r.rolbypassrls AND r.rolname !~ '^pg_' AND r.rolname !~ '^supabase.*admin$'
+GROUP BY 1, 2, 3, 4
+HAVING count(*) > 1
+ORDER BY 1, 2, 3, array_position(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'], a.action)
+""" % NOT_EXTENSION_OWNED
+
+# A call splinter's auth_rls_initplan looks for: auth.uid(), auth.jwt(), auth.role(), auth.email(), current_setting().
+PER_ROW_CALL_RE = re.compile(r'\b(auth\.(?:uid|jwt|role|email)\(\)|current_setting\()')
+# ... and one evaluated once per statement: the whole target of a sub-select, "(SELECT auth.uid() ...)".
+WRAPPED_CALL_RE = re.compile(r'\bselect\s+\(*\s*$')
 
 CONNECTIONS_SQL = """
 SELECT coalesce(a.usename, '(background)') AS role, coalesce(a.state, 'background') AS state, count(*) AS sessions
@@ -120,11 +209,58 @@ FROM pg_roles r WHERE r.rolconnlimit >= 0 AND r.rolcanlogin
 """
 
 
+def uniqueness_mode(ix):
+    """How a unique index enforces uniqueness beyond its key: ``NULLS NOT DISTINCT`` (PostgreSQL 15+) and a deferrable
+    check (``indimmediate`` false) enforce something else than a plain unique index. '' for a plain unique index and
+    for a non-unique one: a non-unique index is redundant beside a unique one on the same key."""
+    if not ix['is_unique']:
+        return ''
+    return ' '.join(word for word, flag in (('nulls not distinct', ix.get('nulls_not_distinct')),
+                                            ('deferrable', ix.get('immediate') is False)) if flag)
+
+
 def duplicate_key(ix):
-    """What makes two indexes duplicates: the same table, access method, columns, operator classes, collations,
-    sort order (``DESC``, ``NULLS FIRST``), expressions (``indexprs``) and predicate (``indpred``)."""
-    return (ix['indrelid'], ix['method'], ix['key'], ix['opclasses'], ix.get('collations'), ix.get('key_options'),
-            ix['exprs'], ix['pred'])
+    """What makes two indexes duplicates: the same table, access method, columns (and which of them are key columns,
+    not INCLUDE ones), operator classes, collations, sort order (``DESC``, ``NULLS FIRST``: ``indoption``),
+    expressions (``indexprs``), predicate (``indpred``) and uniqueness mode (uniqueness_mode)."""
+    return (ix['indrelid'], ix['method'], ix['key'], ix.get('key_columns'), ix['opclasses'], ix.get('collations'),
+            ix.get('key_options'), ix['exprs'], ix['pred'], uniqueness_mode(ix))
+
+
+def per_row_calls(expression):
+    """The calls of ``expression`` (a policy's USING or WITH CHECK, as pg_get_expr prints it) that splinter's
+    auth_rls_initplan looks for and that PostgreSQL evaluates once per row: every auth.uid(), auth.jwt(),
+    auth.role(), auth.email() or current_setting() that is not the target of its own sub-select. One wrapped call
+    does not excuse another that is not."""
+    calls = []
+    for match in PER_ROW_CALL_RE.finditer(expression or ''):
+        if not WRAPPED_CALL_RE.search(expression[:match.start()].lower()):
+            calls.append('current_setting()' if match.group(1) == 'current_setting(' else match.group(1))
+    return calls
+
+
+def splinter_bloat(table, stats, block):
+    """splinter's table_bloat estimate of ``table`` (``relpages``, ``reltuples``) from the statistics of its columns
+    (``stats_width``: the sum of avg_width * (1 - null_frac) of the columns with statistics, ``max_null_frac``,
+    ``null_columns``): ``(ratio, wasted_bytes)`` - the table's pages over the pages the estimate expects, and the
+    bytes of the pages beyond those - or ``(None, None)`` when it has no statistics.
+
+    The estimate: a tuple is a 23-byte header plus the data, aligned to 4 bytes, plus the null bitmap (one bit per
+    column with nulls, aligned to 4 bytes) weighted by the largest null share, plus a 4-byte line pointer; pages hold
+    the block size minus 20 bytes of those."""
+    if stats is None or not stats.get('stats_columns') or table.get('relpages') is None or table['reltuples'] is None \
+            or table['reltuples'] < 0:
+        return None, None
+
+    def align4(value):
+        return math.ceil(value / 4.0) * 4
+
+    data = align4(stats['stats_width'] + align4(HEAP_TUPLE_HEADER))
+    null_bitmap = stats['max_null_frac'] * align4(HEAP_TUPLE_HEADER + 1 + stats['null_columns'] // 8)
+    expected = math.ceil(table['reltuples'] * (data + null_bitmap + LINE_POINTER) / float(block - 20))
+    pages = table['relpages']
+    ratio = round(pages / float(expected), 1) if expected > 0 else 0.0
+    return ratio, (0 if pages < expected else int(block * (pages - expected)))
 
 
 def keep_order(ix):
@@ -165,6 +301,9 @@ class Inspection(object):
         self.params = params
         self.thresholds = thresholds
         self.exclude = SchemaFilter(params['exclude_schemas'])
+        # the lints named after splinter's: its schemas and the user's both left out
+        self.splinter_exclude = SchemaFilter(list(params['exclude_schemas'] or []) + SPLINTER_EXCLUDED_SCHEMAS)
+        self.initplan_exclude = SchemaFilter(list(params['exclude_schemas'] or []) + SPLINTER_INITPLAN_EXCLUDED_SCHEMAS)
         self.top = params['top_n']
         self.min_table_bytes = params['_min_table_bytes']
         self.obj = 'db=%s' % params['login_db']
@@ -234,7 +373,8 @@ class Inspection(object):
                                 % (' (statistics since %s)' % reset if reset else ''))
 
     def section_index_usage(self):
-        indexes = self.indexes()
+        # an extension's tables are the extension's to index, as splinter's unused_index and duplicate_index say
+        indexes = [ix for ix in self.indexes() if not ix.get('extension_owned')]
         unused = [ix for ix in indexes if ix['scans'] == 0 and ix['valid'] and not ix['is_unique']
                   and not ix['is_primary'] and not ix['backs_constraint'] and ix['size'] >= self.params['_min_index_bytes']]
         duplicates = duplicate_groups(indexes)
@@ -331,9 +471,13 @@ class Inspection(object):
     def section_bloat(self):
         block = int(self.settings().get('block_size') or 8192)
         candidates = [t for t in self.tables() if t['relkind'] in ('r', 'm') and t['heap_bytes'] >= self.min_table_bytes]
+        # splinter's table_bloat reads heap tables of any size past its waste limit, whatever min_table_size says
+        excessive = [t for t in self.tables() if t['relkind'] == 'r' and t.get('heap_am')
+                     and (t.get('relpages') or 0) * block > EXCESSIVE_BLOAT_BYTES]
         widths = {}
-        if candidates:
-            for row in self.session.query(COLUMN_WIDTHS_SQL, ([t['oid'] for t in candidates],)):
+        oids = sorted(set(t['oid'] for t in candidates + excessive))
+        if oids:
+            for row in self.session.query(COLUMN_WIDTHS_SQL, (oids,)):
                 widths[row['oid']] = row
         table_rows = []
         for table in candidates:
@@ -351,19 +495,58 @@ class Inspection(object):
                       for ix in btree if ix.get('bloat_percent') is not None]
         table_rows.sort(key=lambda r: -r['wasted_bytes'])
         index_rows.sort(key=lambda r: -r['wasted_bytes'])
+        excessive_rows, unestimated = [], []
+        for table in excessive:
+            ratio, wasted = splinter_bloat(table, widths.get(table['oid']), block)
+            if ratio is None:
+                unestimated.append(qualified(table['schema'], table['name']))
+            elif ratio > EXCESSIVE_BLOAT_RATIO and wasted > EXCESSIVE_BLOAT_BYTES:
+                excessive_rows.append({'table': qualified(table['schema'], table['name']), 'pages': table['relpages'],
+                                       'ratio': ratio, 'wasted_bytes': wasted})
+        excessive_rows.sort(key=lambda r: -r['wasted_bytes'])
         self.data['bloat'] = {'method': 'estimate from statistics', 'tables': table_rows[:self.top],
-                              'indexes': index_rows[:self.top]}
+                              'indexes': index_rows[:self.top], 'excessive': excessive_rows[:self.top]}
+        for row in excessive_rows:
+            self.findings.info('table_bloat_excessive', 'table %s holds %s times the pages its statistics call for (%d '
+                               'pages), about %s of waste - splinter\'s table_bloat rule (more than %d times, more than %s '
+                               'wasted); VACUUM FULL (it locks the table out) or pg_repack reclaims it, and a more eager '
+                               'autovacuum for the table keeps it from coming back'
+                               % (row['table'], ('%.1f' % row['ratio']), row['pages'], C.human_bytes(row['wasted_bytes']),
+                                  EXCESSIVE_BLOAT_RATIO, C.human_bytes(EXCESSIVE_BLOAT_BYTES)),
+                               obj='table=%s' % row['table'], value=row['ratio'], unit='ratio')
+        if unestimated:
+            self.findings.unknown('table_bloat_excessive', 'cannot apply splinter\'s table_bloat rule to %d table(s) '
+                                  'of more than %s (%s): they have no column statistics - never analysed, or the login '
+                                  'role may not SELECT them (pg_stats shows only those)'
+                                  % (len(unestimated), C.human_bytes(EXCESSIVE_BLOAT_BYTES), ', '.join(unestimated[:5])))
+        elif not excessive_rows:
+            self.findings.ok('table_bloat_excessive', 'no table holds more than %d times the pages its statistics call '
+                             'for with more than %s wasted (splinter\'s table_bloat rule)'
+                             % (EXCESSIVE_BLOAT_RATIO, C.human_bytes(EXCESSIVE_BLOAT_BYTES)))
+        # pg_stats shows a column's statistics (its common values are data) only to a role that may SELECT it: the
+        # bloat of a table the login role cannot read cannot be estimated, and must not pass for none.
+        hidden = set(t['oid'] for t in self.tables() if not t.get('readable', True))
+        estimated = set(r['table'] for r in table_rows)
+        unseen = {'table_bloat': [name for name in (qualified(t['schema'], t['name']) for t in candidates
+                                                    if t['oid'] in hidden) if name not in estimated],
+                  'index_bloat': [qualified(ix['schema'], ix['name']) for ix in btree
+                                  if ix['indrelid'] in hidden and ix.get('bloat_percent') is None]}
         for kind, rows in (('table_bloat', table_rows), ('index_bloat', index_rows)):
             spec = self.thresholds[kind]
             fired = [r for r in rows if C.past_first_limit(spec, r['wasted_percent'])]
             key = 'table' if kind == 'table_bloat' else 'index'
+            if unseen[kind]:
+                self.findings.unknown(kind, 'cannot estimate the bloat of %d %s (%s): pg_stats shows column '
+                                      'statistics only to roles that may SELECT the table, and %s may not'
+                                      % (len(unseen[kind]), 'table(s)' if key == 'table' else 'index(es)',
+                                         ', '.join(unseen[kind][:5]), self.params.get('login_user') or 'the login role'))
             for row in fired:
                 self.findings.judge(kind, row['wasted_percent'], 'an estimated {value}%% of %s %s (%s of %s) is wasted space; '
                                     '%s' % (key, row[key], C.human_bytes(row['wasted_bytes']), C.human_bytes(row['bytes']),
                                             'VACUUM FULL or pg_repack reclaims it' if key == 'table'
                                             else 'appcare.maintenance.pg_reindex rebuilds it'),
                                     obj='%s=%s' % (key, row[key]))
-            if not fired:
+            if not fired and not unseen[kind]:
                 limit = C.first_limit(spec)
                 self.findings.judge(kind, max([r['wasted_percent'] for r in rows] or [0]),
                                     ('no %s of %s or more is more than %s%% bloated (estimate)'
@@ -431,13 +614,66 @@ class Inspection(object):
         for row in missing:
             table = qualified(row['schema'], row['table_name'])
             columns = ', '.join(row['columns'])
-            self.findings.add('unindexed_foreign_key', C.WARNING, 'foreign key %s on %s (%s) has no index starting with its '
-                              'columns: deletes and updates in %s scan %s; CREATE INDEX CONCURRENTLY ON %s (%s)'
+            self.findings.add('unindexed_foreign_key', C.WARNING, 'foreign key %s on %s (%s) has no index that starts with '
+                              'its columns in their order and covers every row (no predicate): deletes and updates in %s '
+                              'scan %s; CREATE INDEX CONCURRENTLY ON %s (%s)'
                               % (row['conname'], table, columns, row['references'], table, table, columns),
                               obj='constraint=%s.%s' % (table, row['conname']))
         if not missing:
             self.findings.add('unindexed_foreign_key', C.OK, 'all %d foreign key(s) have a supporting index' % len(rows),
                               value=0, unit='count')
+
+    def section_primary_keys(self):
+        rows = self.session.query(NO_PRIMARY_KEY_SQL, {'exclude': self.splinter_exclude.regexes})
+        self.data['primary_keys'] = {'without': [{'table': qualified(r['schema'], r['name']), 'bytes': r['bytes']}
+                                                 for r in rows]}
+        for row in rows:
+            table = qualified(row['schema'], row['name'])
+            self.findings.info('no_primary_key', 'table %s has no primary key: nothing identifies its rows, so '
+                               'updates and deletes cannot be replicated logically (without REPLICA IDENTITY FULL) and '
+                               'tools that edit rows by key cannot; add one (ALTER TABLE %s ADD PRIMARY KEY ...)'
+                               % (table, table), obj='table=%s' % table, value=row['bytes'], unit='bytes')
+        if not rows:
+            self.findings.ok('no_primary_key', 'every table has a primary key')
+
+    def section_policies(self):
+        previous = self.session.one("SELECT current_setting('search_path') AS path")['path']
+        self.session.query("SELECT set_config('search_path', 'pg_catalog', false)")
+        try:
+            policies = self.session.query(RLS_POLICIES_SQL, {'exclude': self.initplan_exclude.regexes})
+        finally:
+            self.session.query("SELECT set_config('search_path', %s, false)", (previous,))
+        initplan = []
+        for policy in policies:
+            calls = per_row_calls(policy['using_expr']) + per_row_calls(policy['check_expr'])
+            if calls:
+                initplan.append({'policy': policy['name'], 'table': qualified(policy['schema'], policy['table_name']),
+                                 'command': policy['command'], 'calls': sorted(set(calls))})
+        groups = self.session.query(PERMISSIVE_POLICIES_SQL, {'exclude': self.splinter_exclude.regexes})
+        self.data['policies'] = {
+            'per_row_calls': initplan,
+            'multiple_permissive': [{'table': qualified(g['schema'], g['table_name']), 'role': g['role'],
+                                     'action': g['action'], 'policies': list(g['policies'])} for g in groups]}
+        for row in initplan:
+            self.findings.add('auth_rls_initplan', C.WARNING, 'policy %s on %s (%s) calls %s for every row it checks; '
+                              'wrap each call in a sub-select - (select %s) - so that PostgreSQL evaluates it once per '
+                              'statement' % (row['policy'], row['table'], row['command'], ', '.join(row['calls']),
+                                             row['calls'][0].replace('()', '(...)') if row['calls'][0].startswith('current')
+                                             else row['calls'][0]),
+                              obj='policy=%s.%s' % (row['table'], row['policy']), value=len(row['calls']), unit='count')
+        if not initplan:
+            self.findings.ok('auth_rls_initplan', 'no policy of the %d on tables with row level security calls '
+                             'auth.<function>() or current_setting() once per row' % len(policies))
+        for row in self.data['policies']['multiple_permissive']:
+            self.findings.add('multiple_permissive_policies', C.WARNING, 'table %s has %d permissive policies for role %s '
+                              'and %s (%s): PostgreSQL evaluates every one of them for each row; merge them into one '
+                              'policy (their conditions joined by OR)' % (row['table'], len(row['policies']), row['role'],
+                                                                          row['action'], ', '.join(row['policies'])),
+                              obj='table=%s,role=%s,action=%s' % (row['table'], row['role'], row['action']),
+                              value=len(row['policies']), unit='count')
+        if not groups:
+            self.findings.ok('multiple_permissive_policies', 'no table has more than one permissive policy for one role '
+                             'and action')
 
     def section_cache(self):
         rows = []
