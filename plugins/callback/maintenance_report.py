@@ -15,7 +15,7 @@ description:
   - "The C(report) convention: a module's result may hold a key C(report), a dict of section name to value. A dict
     value is merged into that section of the host (C(dict.update)), a list value is appended to the section's
     list, any other value replaces the section; V(null) is ignored, and so are the sections the callback owns
-    (C(checks), C(failures), C(unreachable), C(name), C(status), C(counts), C(kpis)). Any section dict with
+    (C(checks), C(failures), C(unreachable), C(name), C(status), C(counts), C(kpis), C(categories)). Any section dict with
     C(finished_at) also gets C(age_hours), computed when the report is written. Every section goes into the JSON
     report; the dashboard shows C(backup) (C(id), C(finished_at), C(age_hours), C(bytes), C(verified)),
     C(actions) (C(index) or C(table), C(operation), C(result), C(message)), C(endpoints) (C(latency_ms.max) as a
@@ -24,12 +24,23 @@ description:
     returning C(report) - the callback needs no change."
   - At the end of the run it writes C(<report_dir>/<tier>-<UTC timestamp>.json), C(latest.json), a self-contained
     HTML dashboard C(<tier>-<UTC timestamp>.html) and C(latest.html) (inline CSS and SVG, no external assets, opens
-    offline from disk, rendered from a Jinja2 template with autoescaping) - overall status per target, findings
-    grouped by severity with their messages, backup status (newest backup, its age, size, verified or not), key
-    figures (latency, connections, cache hit, sizes), maintenance actions, alerts sent, the schedule (what this tier
-    ran, when each tier last ran and is next due, kept in C(<report_dir>/schedule.json)) and the trend charts
+    offline from disk, rendered from a Jinja2 template with autoescaping) - overall status per target with its
+    counts per status and per category, the to-do list (critical, warning and unknown findings per category, worst
+    first, with the sessions behind session findings - pid, user, application, client, the blocking pid and who
+    holds the lock, never a query), the advice (V(info) findings) apart from the folded V(ok) ones, backup status
+    (newest backup, its age, size, verified or not), key figures (latency, connections, cache hit, sizes), maintenance
+    actions, alerts sent, the schedule (the roles and tasks this tier ran - not those only skipped -, when each tier
+    last ran and is next due, kept in C(<report_dir>/schedule.json)) and the trend charts
     M(appcare.maintenance.metrics_history) wrote.
-  - Prints a compact summary table (target, worst status, counts) after the recap.
+  - "Categories, as Supabase's advisors group findings: C(security) (pg_audit_info, tls_cert_info), C(performance)
+    (pg_inspect_info, pg_reindex, pg_vacuum, metrics_history), C(health) (pg_health_info, http_health_info),
+    C(backups) (pg_backup, pg_backup_verify). A finding gets the category of the module that returned it, unless it
+    has a C(category) key naming one of these; anything else is C(other)."
+  - Key figures this run did not measure (the monthly tier runs no health check) show the newest known value with
+    its age, from C(<report_dir>/kpis.json), which keeps the newest figures per target (written atomically; read back
+    as untrusted - a malformed file is ignored, an entry with another unit or dated in the future is dropped).
+  - Prints a compact summary table (target, worst status, counts per status) after the recap, then the to-do list
+    per category (one line per finding, at most 25 per category) and the advice.
   - O(fail_on) is the collection's one fail gate - the C(report) role has none. When a target's status is at or
     above it (its worst finding from any module of the run; critical when it was unreachable or a task failed;
     V(unknown) never counts), the run ends with exit code 2 after the report is written, so an AWX job or a CI step
@@ -80,6 +91,7 @@ import sys
 
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import report as RP
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.files import write_atomic
@@ -99,6 +111,7 @@ class CallbackModule(CallbackBase):
         self.started = utcnow()
         self.targets = {}
         self.tasks = []
+        self.ran = []  # names of the tasks that ran (ok, changed or failed) on some host - not only skipped
         self.tier = None
         self.report_dir = None
         self.fail_on = None
@@ -161,12 +174,16 @@ class CallbackModule(CallbackBase):
     def _gather(self, result, data):
         action = self._action(result)
         target = self._target(result)
-        if data.get('_ansible_no_log') or not action.startswith(PREFIX) or data.get('skipped'):
+        if data.get('skipped'):
             return
         task = result._task.get_name()
+        if task and task not in self.ran:
+            self.ran.append(task)
+        if data.get('_ansible_no_log') or not action.startswith(PREFIX):
+            return
         for check in data.get('checks') or []:
-            if isinstance(check, dict) and 'name' in check and 'status' in check:
-                target['checks'].append(dict(check, task=task))
+            if isinstance(check, dict) and 'name' in check and check.get('status') in C.STATUS_ORDER:
+                target['checks'].append(dict(check, task=task, category=RP.category_of(action, check)))
         RP.merge_report(target, data.get('report'))
 
     def _each(self, result):
@@ -204,13 +221,17 @@ class CallbackModule(CallbackBase):
             report_dir = os.path.join(self.cwd, report_dir)
         fail_on = self.fail_on or self.get_option('fail_on')
         run = {'tier': tier, 'playbook': self.playbook, 'started_at': self.started.isoformat(),
-               'targets': self.targets, 'tasks': self.tasks}
+               'targets': self.targets, 'tasks': self.tasks, 'ran': self.ran}
         try:
             run['schedule'] = RP.update_schedule(report_dir, tier, now)
         except OSError as exc:
             self._display.warning('maintenance_report: cannot update the schedule in %s: %s' % (report_dir, exc))
             run['schedule'] = []
         report = RP.build(run, now)
+        try:
+            RP.update_kpis(report_dir, report, now)
+        except OSError as exc:
+            self._display.warning('maintenance_report: cannot keep the key figures in %s: %s' % (report_dir, exc))
         stamp = now.strftime('%Y%m%dT%H%M%SZ')
         charts = {}
         for target in report['targets']:

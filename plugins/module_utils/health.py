@@ -93,6 +93,7 @@ SELECT current_setting('server_version') AS server_version,
 # {lock_wait}: how long a session has waited for its lock; pg_locks.waitstart exists from PostgreSQL 14.
 ACTIVITY_SQL = """
 SELECT a.pid, a.usename, a.datname, a.state, a.backend_type, a.application_name,
+       host(a.client_addr) AS client_addr,
        extract(epoch FROM now() - a.query_start)::float8 AS query_seconds,
        extract(epoch FROM now() - a.state_change)::float8 AS state_seconds,
        CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocking_pids,
@@ -290,8 +291,7 @@ class HealthCheck(object):
         spec = self.thresholds[name]
         limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
         over = [r for r in rows if limit is not None and (r[seconds_key] or 0) > limit]
-        sessions = [{'pid': r['pid'], 'user': r['usename'], 'database': r['datname'],
-                     'seconds': _seconds(r[seconds_key]), 'query': _one_line(r['query'])} for r in rows[:10]]
+        sessions = [dict(_who(r), seconds=_seconds(r[seconds_key]), query=_one_line(r['query'])) for r in rows[:10]]
         return self._judge(
             name, _seconds(top[seconds_key]),
             'longest %s session: pid %s (user %s, db %s) for {value} s; %d session(s) over the warning threshold'
@@ -313,15 +313,18 @@ class HealthCheck(object):
                                obj='server')
         blocked.sort(key=lambda r: r['wait_seconds'] or 0, reverse=True)
         top = blocked[0]
-        sessions = [{'pid': r['pid'], 'blocked_by': list(r['blocking_pids']), 'user': r['usename'],
-                     'database': r['datname'], 'seconds': _seconds(r['wait_seconds']), 'query': _one_line(r['query'])}
-                    for r in blocked[:10]]
+        sessions = [dict(_who(r), blocked_by=list(r['blocking_pids']), seconds=_seconds(r['wait_seconds']),
+                         query=_one_line(r['query'])) for r in blocked[:10]]
+        by_pid = dict((r['pid'], r) for r in self.activity())
+        # Who holds the locks: the blocking sessions as pg_stat_activity shows them (no query text of theirs).
+        blockers = [dict(_who(by_pid[p]), state=by_pid[p]['state']) if p in by_pid else {'pid': p}
+                    for p in sorted({p for r in blocked[:10] for p in r['blocking_pids']})]
         return self._judge(
             'blocked_sessions', _seconds(top['wait_seconds'] or 0.0),
             '%d session(s) waiting on locks; pid %s (db %s) blocked by pid %s for {value} s'
             % (len(blocked), top['pid'], top['datname'], ', '.join(str(p) for p in top['blocking_pids'])),
-            obj='pid=%s' % top['pid'], sessions=sessions, blocking_pids=sorted({p for r in blocked
-                                                                                for p in r['blocking_pids']}))
+            obj='pid=%s' % top['pid'], sessions=sessions, blockers=blockers,
+            blocking_pids=sorted({p for r in blocked for p in r['blocking_pids']}))
 
     def check_cache_hit_ratio(self):
         st = self.stats()
@@ -374,7 +377,8 @@ class HealthCheck(object):
         measured.sort(key=lambda m: m['percent'], reverse=True)
         top = measured[0]
         return self._judge('sequence_exhaustion', top['percent'],
-                           'sequence %s has used {value}%% of its range (%s)%s' % (top['sequence'], top['limit'], note),
+                           'sequence %s has used {value}%% of its range%s%s'
+                           % (top['sequence'], '' if top['limit'] == 'sequence range' else ' (%s)' % top['limit'], note),
                            obj='sequence=%s' % top['sequence'], sequences=measured[:5])
 
     def check_replication_lag(self):
@@ -487,6 +491,13 @@ class HealthCheck(object):
                            'slowest statement averages {value} ms over %d call(s); %d of the top %d over the warning '
                            'threshold: %s' % (top['calls'], len(slow), len(rows), top['query'][:200]),
                            obj='queryid=%s' % top['queryid'], statements=rows)
+
+
+def _who(row):
+    """Who a session is, for the person on call: pid, role, database, application_name and client address (None for
+    a Unix socket or a session the role may not see)."""
+    return {'pid': row['pid'], 'user': row['usename'], 'database': row['datname'],
+            'application_name': row['application_name'] or None, 'client_addr': row.get('client_addr')}
 
 
 def _sequence_usage(row):

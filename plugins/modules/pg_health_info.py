@@ -168,6 +168,23 @@ checks:
       description: What was found, with the threshold that was crossed.
       type: str
       sample: "83.5% of usable connections in use (162 of 194; max_connections 200 minus 6 reserved)"
+    sessions:
+      description:
+        - For C(long_running_queries), C(idle_in_transaction) and C(blocked_sessions) that found sessions, up to 10
+          of them, longest first - C(pid), C(user), C(database), C(application_name), C(client_addr) (V(null) for a
+          Unix socket), C(seconds), the first 200 characters of C(query), and C(blocked_by) (the blocking pids) for
+          blocked ones.
+      type: list
+      elements: dict
+      returned: when such sessions were found
+    blockers:
+      description:
+        - For C(blocked_sessions), the sessions holding the locks - C(pid), C(user), C(database),
+          C(application_name), C(client_addr) and C(state) (no query text), so the person on call can tell who
+          holds them.
+      type: list
+      elements: dict
+      returned: when sessions are blocked
   sample:
     - name: database_connection
       status: ok

@@ -22,8 +22,10 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import report 
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'templates')
 TEMPLATE = 'dashboard.html.j2'
-COLORS = {C.CRITICAL: '#c0392b', C.WARNING: '#d68910', C.UNKNOWN: '#7f8c8d', C.OK: '#1e8449',
+COLORS = {C.CRITICAL: '#c0392b', C.WARNING: '#d68910', C.UNKNOWN: '#7f8c8d', C.INFO: '#2471a3', C.OK: '#1e8449',
           'unreachable': '#6c3483', 'failed': '#c0392b'}
+# What the page calls each status in a heading: info findings are advice, not problems.
+GROUP_TITLES = {C.CRITICAL: 'critical', C.WARNING: 'warning', C.UNKNOWN: 'unknown', C.INFO: 'advice', C.OK: 'ok'}
 KPI_LABELS = [label for _name, label, _unit in RP.KPI_CHECKS] + ['Slowest endpoint']
 # An SVG document as metrics_history.svg_chart writes it: optional XML declaration, then the <svg> element.
 _SVG = re.compile(r'\A\s*(<\?xml[^>]*\?>\s*)?<svg[\s>]', re.IGNORECASE)
@@ -42,6 +44,17 @@ def quantity(value, unit):
     return '%s %s' % (value, unit)
 
 
+def age(hours):
+    """An age in hours as the page shows it: minutes under an hour, hours under two days, days beyond."""
+    if not isinstance(hours, (int, float)) or isinstance(hours, bool):
+        return 'age unknown'
+    if hours < 1:
+        return '%d min' % max(0, round(hours * 60))
+    if hours < 48:
+        return '%s h' % round(hours, 1)
+    return '%s d' % round(hours / 24.0, 1)
+
+
 def trusted_svg(svg):
     """The one place the dashboard inserts markup unescaped: trend charts the collection's own metrics_history
     drew (it escapes every text it writes into them). Anything that is not an SVG document stays escaped text."""
@@ -55,28 +68,61 @@ def _rows(targets, section):
             for entry in t[section] if isinstance(entry, dict)]
 
 
+def _who(session):
+    """One session of a finding's ``sessions`` or ``blockers`` as the page shows it: pid, role, application, client
+    and database (never its query text)."""
+    if not isinstance(session, dict):
+        return ''
+    parts = ['pid %s' % session.get('pid')]
+    for key, label in (('user', 'user'), ('application_name', 'app'), ('client_addr', 'client'),
+                       ('database', 'db'), ('state', 'state')):
+        if session.get(key) not in (None, ''):
+            parts.append('%s %s' % (label, session[key]))
+    if session.get('seconds') is not None:
+        parts.append('%s s' % session['seconds'])
+    if session.get('blocked_by'):
+        parts.append('blocked by pid %s' % ', '.join(str(p) for p in session['blocked_by']))
+    return ', '.join(parts)
+
+
+def sessions(check):
+    """The lines the page shows under a finding about sessions: its sessions, then who holds the locks."""
+    lines = []
+    for key, prefix in (('sessions', ''), ('blockers', 'lock held by ')):
+        items = check.get(key)
+        if isinstance(items, list):
+            lines.extend(prefix + _who(item) for item in items[:10] if isinstance(item, dict))
+    return lines
+
+
 def view(report, charts):
     """What each section of the dashboard shows, from the report dict and ``charts`` (title -> SVG text)."""
     targets = report['targets']
-    findings = []
-    for severity in RP.SEVERITY_ORDER:
-        rows = [(t['name'], c) for t in targets for c in t.get('checks', []) if c['status'] == severity]
-        if rows:
-            findings.append({'severity': severity, 'rows': rows, 'folded': severity == C.OK})
+    findings = [{'category': category, 'rows': rows,
+                 'counts': [(s, len([r for r in rows if r[1]['status'] == s])) for s in RP.PROBLEMS]}
+                for category, rows in RP.todo(report)]
+    advice = [(category, name, check) for category, rows in RP.todo(report, (C.INFO,)) for name, check in rows]
+    passed = [(t['name'], c) for t in targets for c in t.get('checks', []) if c['status'] == C.OK]
+    categories = [c for c in RP.CATEGORIES + (RP.OTHER,) if any(c in t.get('categories', {}) for t in targets)]
     problems = []
     for target in targets:
         if target.get('unreachable'):
             problems.append((target['name'], '(connection)', target['unreachable']))
         problems.extend((target['name'], f['task'], f['msg']) for f in target.get('failures', []))
-    roles, others = RP.ran(report['tasks'])
+    roles, others = RP.ran(report.get('ran', report['tasks']))
     parts = (['roles ' + ', '.join(roles)] if roles else []) + (['tasks ' + ', '.join(others[:20])] if others else [])
     return {
         'report': report,
         'findings': findings,
+        'advice': advice,
+        'passed': passed,
+        'categories': categories,
+        'statuses': RP.SEVERITY_ORDER,
         'problems': problems,
         'backups': [(t['name'], t['backup']) for t in targets if t.get('backup') and isinstance(t['backup'], dict)],
         'kpi_labels': KPI_LABELS,
         'kpi_rows': [(t['name'], [t['kpis'].get(label) for label in KPI_LABELS]) for t in targets],
+        'kpi_stale': any(item.get('stale') for t in targets for item in t['kpis'].values()),
         'actions': _rows(targets, 'actions'),
         'deliveries': _rows(targets, 'deliveries'),
         'ran': '; '.join(parts) or 'no tasks',
@@ -90,8 +136,8 @@ def environment():
         env = Environment(loader=FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=StrictUndefined,
                           trim_blocks=True, lstrip_blocks=True,
                           finalize=lambda value: '' if value is None else value)
-        env.filters.update(quantity=quantity, human_bytes=C.human_bytes)
-        env.globals.update(colors=COLORS, C=C)
+        env.filters.update(quantity=quantity, human_bytes=C.human_bytes, sessions=sessions, age=age)
+        env.globals.update(colors=COLORS, C=C, titles=GROUP_TITLES)
         _environment = env
     return _environment
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
+import time
 
 import pytest
 
+from conftest import wait_for
 from modrunner import REPO_ROOT, run_playbook
 from pgserver import SUPERUSER_PASSWORD
 from webserver import LocalServer, Route
@@ -129,6 +132,12 @@ def test_report_files_summary_and_secrets(tmp_path, target, sink):
     assert any(c['name'] == 'database_size' and c['status'] == 'critical' for c in app['checks'])  # 1MB quota
     assert app['backup']['verified'] == 'ok' and app['backup']['bytes'] > 0 and app['backup']['age_hours'] < 1
     assert app['kpis']['Database size']['value'] > 0
+    # each finding carries the category of the module that returned it, counted per target
+    categories = dict((c['task'], c['category']) for c in app['checks'])
+    assert categories['Check database health'] == 'health' and categories['Verify the backup'] == 'backups'
+    assert categories['Review the sizes'] == 'performance' and categories['Probe the application'] == 'health'
+    assert app['categories']['health']['critical'] >= 1 and {'performance', 'health', 'backups'} <= set(app['categories'])
+    assert 'to do - health:' in proc.stdout and 'down1 database_connection' in proc.stdout
     assert {d['channel'] for d in app['deliveries']} == {'slack', 'hook', 'sms'} and all(d['ok'] for d in app['deliveries'])
     # what the modules declared in their result's ``report``
     assert app['metrics']['database_size'] > 0 and app['forecast']['metric'] == 'database_size'
@@ -201,3 +210,92 @@ def test_report_dir_play_variable_and_a_failed_task(tmp_path, target):
     one = report['targets'][0]
     assert report['tier'] == 'weekly' and one['status'] == 'critical'
     assert one['failures'] == [{'task': 'A task that fails', 'msg': 'the planted failure'}]
+
+
+ADVICE_PLAYBOOK = '''\
+- name: Advice and sessions
+  hosts: all
+  gather_facts: false
+  vars:
+    appcare_tier: weekly
+  module_defaults:
+    group/appcare.maintenance.postgresql:
+      login_host: 127.0.0.1
+      login_port: "{{ db_port }}"
+      login_user: postgres
+      login_password: "{{ db_password }}"
+      login_db: "{{ db_name }}"
+  tasks:
+    - name: Check database health
+      appcare.maintenance.pg_health_info:
+        checks: [database_connection, database_size, idle_in_transaction, blocked_sessions]
+        size_quota: 1MB
+        severity: {database_size: info}
+        thresholds:
+          blocked_sessions: {warning: 1, critical: 600}
+          idle_in_transaction: {warning: 1, critical: 600}
+    - name: A task no host runs
+      ansible.builtin.debug:
+        msg: never
+      when: false
+'''
+
+
+def test_advice_categories_and_who_holds_the_lock(tmp_path, target):
+    target.sql('CREATE TABLE applicants (id int)')
+    holder = target.conn(autocommit=False, application_name='nightly-import')
+    with holder.cursor() as cur:
+        cur.execute('LOCK TABLE applicants IN ACCESS EXCLUSIVE MODE')
+    waiter = target.start_async('SELECT count(*) FROM applicants')
+    time.sleep(2.0)
+    playbook = tmp_path / 'advice.yml'
+    playbook.write_text(ADVICE_PLAYBOOK)
+    hosts = tmp_path / 'hosts.json'
+    hosts.write_text(json.dumps({'all': {'hosts': {'app1': {
+        'ansible_connection': 'local', 'ansible_python_interpreter': '{{ ansible_playbook_python }}',
+        'db_port': target.server.port, 'db_name': target.dbname, 'db_password': SUPERUSER_PASSWORD,
+        'backup_dir': str(tmp_path / 'backups')}}}}))
+    env = {'ANSIBLE_CALLBACKS_ENABLED': 'appcare.maintenance.maintenance_report',
+           'APPCARE_REPORT_DIR': str(tmp_path / 'reports'), 'APPCARE_REPORT_FAIL_ON': 'warning'}
+    try:
+        proc = run_playbook(str(playbook), str(hosts), env=env, cwd=str(tmp_path))
+    finally:
+        holder.rollback()
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    # the gate names the problems, never the advice
+    gate = [line for line in proc.stdout.splitlines() if 'fail_on=warning' in line][0]
+    assert 'blocked_sessions' in gate and 'database_size' not in gate
+    report = json.loads((tmp_path / 'reports' / 'latest.json').read_text())
+    app = report['targets'][0]
+    checks = dict((c['name'], c) for c in app['checks'])
+    assert checks['database_size']['status'] == 'info' and checks['database_size']['default_status'] == 'critical'
+    assert app['counts']['info'] == 1 and report['totals']['info'] == 1
+    assert {c['category'] for c in app['checks'] if c['task'] == 'Check database health'} == {'health'}
+    assert app['categories']['health']['info'] == 1 and app['categories']['health']['warning'] >= 1
+    # who holds the lock: application_name, user and client address, and the blocking pid
+    blocked = checks['blocked_sessions']
+    assert blocked['status'] == 'warning', blocked
+    assert blocked['sessions'][0]['blocked_by'] == [holder.get_backend_pid()]
+    assert blocked['sessions'][0]['client_addr'] == '127.0.0.1' and blocked['sessions'][0]['user'] == 'postgres'
+    holder_entry = blocked['blockers'][0]
+    assert holder_entry['pid'] == holder.get_backend_pid() and holder_entry['application_name'] == 'nightly-import'
+    assert holder_entry['user'] == 'postgres' and holder_entry['client_addr'] == '127.0.0.1'
+    assert 'query' not in holder_entry
+    idle = checks['idle_in_transaction']
+    assert idle['status'] == 'warning' and idle['sessions'][0]['application_name'] == 'nightly-import'
+    page = (tmp_path / 'reports' / 'latest.html').read_text()
+    assert ('lock held by pid %d, user postgres, app nightly-import, client 127.0.0.1' % holder.get_backend_pid()) in page
+    assert 'LOCK TABLE' not in page  # the dashboard names sessions, never their queries
+    advice = page.split('<section id="advice">')[1].split('</section>')[0]
+    findings = page.split('<section id="findings">')[1].split('</section>')[0]
+    assert '<td>database_size</td>' in advice and 'database_size' not in findings
+    assert 'id="category-health"' in findings
+    # the text summary after the recap: info counted in its own column, the to-do list per category, advice apart
+    text = proc.stdout.split('APPCARE MAINTENANCE REPORT (weekly)')[1]
+    assert re.search(r'target\s+status\s+critical\s+warning\s+unknown\s+info\s+ok', text)
+    assert re.search(r'to do - health: \d+ warning', text) and 'advice - health: 1 info' in text
+    assert re.search(r'  WARNING +app1 blocked_sessions \[pid=\d+\]: 1 session\(s\) waiting on locks', text)
+    assert text.index('to do - health') < text.index('advice - health')
+    # roles and tasks that ran, not those only skipped
+    assert 'This weekly run: tasks Check database health</p>' in page
+    wait_for(waiter)

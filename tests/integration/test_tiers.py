@@ -173,3 +173,26 @@ def test_example_inventory_is_a_working_template():
                                 'playbooks/%s.yml' % tier, '-e', 'tier=daily'],
                                capture_output=True, text=True, cwd=REPO_ROOT, env=ansible_env(), check=False)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_every_tier_shows_the_key_figures_and_only_the_roles_that_ran(tmp_path, target):
+    inv = inventory(tmp_path, target.server, {'one': {'appcare_db_name': target.dbname}})
+    daily = play(tmp_path, 'daily.yml', inv)
+    assert daily.returncode == 0, daily.stdout[-3000:]
+    first = report(tmp_path)['targets'][0]['kpis']
+    assert {'DB latency', 'Connections used', 'Cache hit', 'Database size'} <= set(first)
+    assert not any(item.get('stale') for item in first.values())  # measured in this run
+    page = (tmp_path / 'reports' / 'latest.html').read_text()
+    assert 'This daily run: roles health_check, report' in page  # no backup_dest: backup and backup_verify skipped
+    state = json.loads((tmp_path / 'reports' / 'kpis.json').read_text())
+    assert state['format'] == 'appcare.kpis/1' and state['targets']['one']['DB latency']['value'] == first['DB latency']['value']
+    monthly = play(tmp_path, 'monthly.yml', inv)  # runs no health check
+    assert monthly.returncode == 0, monthly.stdout[-3000:]
+    kpis = report(tmp_path)['targets'][0]['kpis']
+    for label in ('DB latency', 'Connections used', 'Cache hit', 'Database size'):
+        assert kpis[label]['value'] == first[label]['value'] and kpis[label]['stale'] is True, kpis[label]
+        assert 0 <= kpis[label]['age_hours'] < 1 and kpis[label]['measured_at']
+    page = (tmp_path / 'reports' / 'latest.html').read_text()
+    kpi_section = page.split('<section id="kpis">')[1].split('</section>')[0]
+    assert kpi_section.count(' min ago') >= 4 and 'not measured in this run' in kpi_section
+    assert 'This monthly run: roles db_optimize, report' in page and 'backup_verify' not in page.split('This monthly run')[1]

@@ -7,6 +7,7 @@ the fail gate, and the dashboard template (escaping, sections, the SVG it trusts
 from __future__ import annotations
 
 import datetime
+import json
 import os
 
 import pytest
@@ -19,7 +20,9 @@ NOW = datetime.datetime(2026, 11, 23, 2, 0, tzinfo=datetime.timezone.utc)
 
 
 def check(name, status, value=None, unit=None, **extra):
-    return dict(name=name, status=status, value=value, unit=unit, object='db=ims', message='%s <b>' % name, **extra)
+    found = dict(name=name, status=status, value=value, unit=unit, object='db=ims', message='%s <b>' % name)
+    found.update(extra)
+    return found
 
 
 def run(targets):
@@ -41,14 +44,19 @@ def test_status_kpis_and_summary():
     lines = RP.summary_lines(report)
     assert [line for line in lines if line.startswith('down') and 'UNREACHABLE' in line]
     assert lines[-1] == 'overall: CRITICAL'
+    start = lines.index('to do - unreachable or failed: 2')
+    assert lines[start + 1:start + 3] == ['  UNREACHABLE down (connection): connection refused', '  FAILED   failing t: boom']
 
 
 def test_html_escapes_messages_and_names_roles():
     report = RP.build(run({'ims': {'checks': [check('invalid_indexes', 'warning', 1, 'count')]}}), NOW)
-    report['tasks'] = ['appcare.maintenance.health_check : Check', 'appcare.maintenance.report : Send']
+    report['tasks'] = ['appcare.maintenance.health_check : Check', 'appcare.maintenance.backup : Back up',
+                       'appcare.maintenance.report : Send']
+    report['ran'] = ['appcare.maintenance.health_check : Check', 'appcare.maintenance.report : Send']  # backup skipped
     page = D.render_html(report, {'ims: database size': '<svg xmlns="http://www.w3.org/2000/svg"></svg>'})
     assert 'invalid_indexes &lt;b&gt;' in page and 'invalid_indexes <b>' not in page
-    assert 'roles health_check, report' in page and '<svg' in page
+    assert 'This daily run: roles health_check, report</p>' in page
+    assert '<svg' in page
 
 
 def test_ran_names_the_roles_a_run_used():
@@ -203,3 +211,186 @@ def test_dashboard_skips_sections_a_module_reported_in_another_shape():
 def test_the_template_is_a_file_next_to_the_renderer():
     assert os.path.isfile(os.path.join(D.TEMPLATE_DIR, D.TEMPLATE))
     assert D.environment().autoescape is True
+
+
+# -- advice (info) ----------------------------------------------------------------------------------------------
+def test_info_is_advice_counted_apart_and_never_a_problem():
+    report = RP.build(run({
+        'ims': {'checks': [check('database_connection', 'ok', 1.5, 'ms'), check('unused_index', 'info', category='performance'),
+                           check('unused_index', 'info', category='performance')]},
+        'crm': {'checks': [check('invalid_indexes', 'warning', 1, 'count', category='performance')]},
+    }), NOW)
+    by_name = dict((t['name'], t) for t in report['targets'])
+    assert by_name['ims']['status'] == 'info' and by_name['ims']['counts'] == {
+        'critical': 0, 'warning': 0, 'unknown': 0, 'info': 2, 'ok': 1}
+    assert report['totals']['info'] == 2 and report['status'] == 'warning'
+    assert RP.gate(report, 'warning') == ['crm (invalid_indexes)']  # advice never trips the gate
+    assert [(category, [name for name, _check in rows]) for category, rows in RP.todo(report)] == [('performance', ['crm'])]
+    lines = RP.summary_lines(report)
+    assert lines[0].split() == ['target', 'status', 'critical', 'warning', 'unknown', 'info', 'ok']
+    assert lines[1].split() == ['crm', 'WARNING', '0', '1', '0', '0', '0']
+    assert lines[2].split() == ['ims', 'INFO', '0', '0', '0', '2', '1']
+    assert 'to do - performance: 1 warning' in lines and 'advice - performance: 2 info' in lines
+    page = D.render_html(report, {})
+    findings = page.split('<section id="findings">')[1].split('</section>')[0]
+    advice = page.split('<section id="advice">')[1].split('</section>')[0]
+    passed = page.split('<section id="passed">')[1].split('</section>')[0]
+    assert 'unused_index' not in findings and 'invalid_indexes' in findings
+    assert advice.count('<td>unused_index</td>') == 2 and 'unused_index' not in passed
+    assert '<details>' in passed and '<details>' not in advice
+
+
+def test_alerting_never_routes_advice():
+    from ansible_collections.appcare.maintenance.plugins.module_utils import alerting as A
+
+    rule = {'min_severity': 'warning', 'match': ['*'], 'targets': [], 'channels': ['ops']}
+    findings = [dict(check('unused_index', 'info'), target='ims'), dict(check('invalid_indexes', 'warning'), target='ims')]
+    assert [f['name'] for f, _channels in A.route(findings, [rule]).values()] == ['invalid_indexes']
+
+
+# -- categories -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('action, finding, category', [
+    ('appcare.maintenance.pg_audit_info', {}, 'security'),
+    ('appcare.maintenance.tls_cert_info', {}, 'security'),
+    ('appcare.maintenance.pg_inspect_info', {}, 'performance'),
+    ('appcare.maintenance.pg_reindex', {}, 'performance'),
+    ('appcare.maintenance.pg_vacuum', {}, 'performance'),
+    ('appcare.maintenance.metrics_history', {}, 'performance'),
+    ('appcare.maintenance.pg_health_info', {}, 'health'),
+    ('appcare.maintenance.http_health_info', {}, 'health'),
+    ('appcare.maintenance.pg_backup', {}, 'backups'),
+    ('appcare.maintenance.pg_backup_verify', {}, 'backups'),
+    ('pg_backup', {}, 'backups'),
+    ('appcare.maintenance.notify', {}, 'other'),
+    ('appcare.maintenance.pg_health_info', {'category': 'security'}, 'security'),  # the module's word wins
+    ('appcare.maintenance.pg_health_info', {'category': 'nonsense'}, 'health'),  # but only a known category
+    ('appcare.maintenance.pg_health_info', {'category': ['security']}, 'health'),
+])
+def test_category_of_a_finding(action, finding, category):
+    assert RP.category_of(action, finding) == category
+
+
+def weekly_report():
+    checks = []
+    for i in range(12):
+        checks.append(check('rls_disabled_in_public', 'critical' if i < 2 else 'warning', object='public.t%d' % i,
+                            category='security'))
+    for i in range(10):
+        checks.append(check('unused_index', 'info' if i % 2 else 'warning', category='performance'))
+    for i in range(8):
+        checks.append(check('backup_age', 'unknown' if i == 0 else 'ok', category='backups'))
+    checks.append(check('odd_one', 'warning'))
+    return RP.build(run({'ims': {'checks': checks}}), NOW)
+
+
+def test_thirty_findings_read_as_a_to_do_list_per_category_worst_first():
+    report = weekly_report()
+    target = report['targets'][0]
+    assert target['categories']['security'] == {'critical': 2, 'warning': 10, 'unknown': 0, 'info': 0, 'ok': 0}
+    assert target['categories']['performance'] == {'critical': 0, 'warning': 5, 'unknown': 0, 'info': 5, 'ok': 0}
+    assert list(target['categories']) == ['security', 'performance', 'backups', 'other']
+    assert report['categories']['backups'] == {'critical': 0, 'warning': 0, 'unknown': 1, 'info': 0, 'ok': 7}
+    groups = RP.todo(report)
+    assert [category for category, _rows in groups] == ['security', 'performance', 'backups', 'other']
+    security = [c['status'] for _name, c in groups[0][1]]
+    assert security == ['critical'] * 2 + ['warning'] * 10
+    lines = RP.summary_lines(report)
+    start = lines.index('to do - security: 2 critical, 10 warning')
+    assert lines[start + 1].startswith('  CRITICAL ims rls_disabled_in_public [public.t0]: rls_disabled_in_public <b>')
+    assert 'to do - backups: 1 unknown' in lines and 'to do - other: 1 warning' in lines
+    assert lines.index('to do - other: 1 warning') < lines.index('advice - performance: 5 info')
+    page = D.render_html(report, {})
+    findings = page.split('<section id="findings">')[1].split('</section>')[0]
+    order = [findings.index('id="category-%s"' % c) for c in ('security', 'performance', 'backups', 'other')]
+    assert order == sorted(order)
+    assert findings.count('<tr><td><span class="badge"') == 12 + 5 + 1 + 1  # one line per problem, no ok or advice
+
+
+def test_a_long_to_do_list_is_cut_in_the_text_but_not_in_the_dashboard():
+    checks = [check('rls_disabled_in_public', 'warning', object='public.t%02d' % i, category='security') for i in range(40)]
+    report = RP.build(run({'ims': {'checks': checks}}), NOW)
+    lines = RP.summary_lines(report)
+    assert len([line for line in lines if 'rls_disabled_in_public' in line]) == RP.TODO_LINES
+    assert '  ... and 15 more in the dashboard' in lines
+    assert D.render_html(report, {}).count('public.t') == 40
+    long = RP.todo_line('ims', check('x', 'warning', message='m' * 500))
+    assert len(long) == 160 and long.endswith('...')
+
+
+# -- key figures this run did not measure --------------------------------------------------------------------------
+def state_text(targets, fmt=RP.KPI_STATE_FORMAT):
+    return json.dumps({'format': fmt, 'targets': targets})
+
+
+def test_kpis_not_measured_come_from_the_state_with_their_age():
+    earlier = '2026-11-20T02:00:00+00:00'
+    known = RP.load_kpi_state(state_text({'ims': {
+        'DB latency': {'value': 4.5, 'unit': 'ms', 'status': 'ok', 'measured_at': earlier},
+        'Cache hit': {'value': 99.1, 'unit': '%', 'status': 'ok', 'measured_at': earlier},
+        'Database size': {'value': 1024, 'unit': 'bytes', 'status': 'ok', 'measured_at': earlier}}}), NOW)
+    report = RP.build(run({'ims': {'checks': [check('database_size', 'ok', 2048, 'bytes')]}}), NOW)
+    state = RP.known_kpis(report, known, NOW)
+    kpis = report['targets'][0]['kpis']
+    assert kpis['Database size'] == {'value': 2048, 'unit': 'bytes', 'status': 'ok'}  # this run's wins
+    assert kpis['DB latency'] == {'value': 4.5, 'unit': 'ms', 'status': 'ok', 'measured_at': earlier, 'stale': True,
+                                  'age_hours': 72.0}
+    assert state['targets']['ims']['Database size']['measured_at'] == NOW.isoformat()
+    assert state['targets']['ims']['DB latency']['measured_at'] == earlier
+    page = D.render_html(report, {})
+    assert '3.0 d ago' in page and 'not measured in this run' in page
+    assert RP.load_kpi_state(json.dumps(state), NOW)['ims']['Database size']['value'] == 2048  # round trip
+
+
+@pytest.mark.parametrize('text', [None, '', 'not json', '[]', '{"format": "other/1", "targets": {}}',
+                                  state_text([]), state_text({'ims': 'x'}), state_text({'ims': {'DB latency': 5}}),
+                                  '{"format": "appcare.kpis/1", "targets": {"ims": {"DB latency": {"value": NaN, '
+                                  '"unit": "ms", "measured_at": "2026-11-20T02:00:00+00:00"}}}}'])
+def test_a_malformed_kpi_state_is_an_empty_one(text):
+    assert RP.load_kpi_state(text, NOW) == {}
+
+
+@pytest.mark.parametrize('item', [
+    {'value': 5, 'unit': 'ms', 'status': 'ok', 'measured_at': '2026-11-24T02:00:00+00:00'},  # from the future
+    {'value': 5, 'unit': 'ms', 'status': 'ok', 'measured_at': 'yesterday'},
+    {'value': 5, 'unit': 'ms', 'status': 'ok'},
+    {'value': '5', 'unit': 'ms', 'status': 'ok', 'measured_at': '2026-11-20T02:00:00+00:00'},
+    {'value': True, 'unit': 'ms', 'status': 'ok', 'measured_at': '2026-11-20T02:00:00+00:00'},
+    {'value': 5, 'unit': 'bytes', 'status': 'ok', 'measured_at': '2026-11-20T02:00:00+00:00'},  # not the label's unit
+])
+def test_an_untrusted_kpi_entry_is_dropped(item):
+    assert RP.load_kpi_state(state_text({'ims': {'DB latency': item, 'Not a KPI': item}}), NOW) == {}
+
+
+def test_a_kpi_entry_with_a_bad_status_stays_but_as_unknown():
+    known = RP.load_kpi_state(state_text({'ims': {'DB latency': {
+        'value': 5, 'unit': 'ms', 'status': '<b>', 'measured_at': '2026-11-23T01:58:00+00:00'}}}), NOW)
+    assert known['ims']['DB latency']['status'] == 'unknown'
+
+
+def test_update_kpis_writes_the_state_atomically_and_survives_a_bad_one(tmp_path):
+    (tmp_path / RP.KPI_STATE).write_bytes(b'\xff\xfe not text')
+    report = RP.build(run({'ims': {'checks': [check('database_connection', 'ok', 1.5, 'ms')]}}), NOW)
+    RP.update_kpis(str(tmp_path), report, NOW)
+    state = json.loads((tmp_path / RP.KPI_STATE).read_text())
+    assert state['format'] == RP.KPI_STATE_FORMAT and state['targets']['ims']['DB latency']['value'] == 1.5
+    assert [p.name for p in tmp_path.iterdir()] == [RP.KPI_STATE]  # no temporary file left
+
+
+@pytest.mark.parametrize('hours, text', [(0.25, '15 min'), (5, '5 h'), (47.94, '47.9 h'), (72, '3.0 d'),
+                                         (None, 'age unknown')])
+def test_age(hours, text):
+    assert D.age(hours) == text
+
+
+# -- sessions -------------------------------------------------------------------------------------------------------
+def test_dashboard_shows_who_holds_a_lock_and_never_the_query():
+    finding = check('blocked_sessions', 'warning', 12.0, 'seconds', category='health',
+                    sessions=[{'pid': 41, 'user': 'web', 'database': 'ims', 'application_name': 'api<1>',
+                               'client_addr': '10.0.0.7', 'seconds': 12.0, 'blocked_by': [40],
+                               'query': "UPDATE users SET token = 'secret-token'"}],
+                    blockers=[{'pid': 40, 'user': 'batch', 'database': 'ims', 'application_name': 'nightly-import',
+                               'client_addr': None, 'state': 'idle in transaction'}])
+    page = D.render_html(RP.build(run({'ims': {'checks': [finding]}}), NOW), {})
+    assert 'pid 41, user web, app api&lt;1&gt;, client 10.0.0.7, db ims, 12.0 s, blocked by pid 40' in page
+    assert 'lock held by pid 40, user batch, app nightly-import, db ims, state idle in transaction' in page
+    assert 'secret-token' not in page
