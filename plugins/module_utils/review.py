@@ -24,7 +24,11 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import checks 
 from ansible_collections.appcare.maintenance.plugins.module_utils import indexes as IX
 from ansible_collections.appcare.maintenance.plugins.module_utils import statements as ST
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import db_error_text
-from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import SchemaFilter, qualified
+from ansible_collections.appcare.maintenance.plugins.module_utils.schemas import (
+    SPLINTER_EXCLUDED_SCHEMAS,
+    SchemaFilter,
+    qualified,
+)
 
 try:
     import psycopg2
@@ -34,16 +38,6 @@ except ImportError:  # pragma: no cover - reported by require_psycopg2()
 SECTIONS = ['slow_queries', 'index_usage', 'seq_scans', 'sizes', 'bloat', 'vacuum', 'foreign_keys', 'primary_keys',
             'policies', 'cache', 'connections']
 
-# The schemas splinter's performance lints leave out (its lints 0001, 0003-0006, 0009 list the same ones; 0003
-# auth_rls_initplan reads realtime's policies, 0020 table_bloat leaves out only information_schema). The lints with
-# splinter's names leave out these and the user's exclude_schemas both, and tables an extension owns (pg_depend
-# 'e'), as splinter does: neither list hides an application's schema.
-SPLINTER_EXCLUDED_SCHEMAS = [
-    '_timescaledb_cache', '_timescaledb_catalog', '_timescaledb_config', '_timescaledb_internal', 'auth', 'cron',
-    'extensions', 'graphql', 'graphql_public', 'information_schema', 'net', 'pgmq', 'pgroonga', 'pgsodium',
-    'pgsodium_masks', 'pgtle', 'pgbouncer', 'pg_catalog', 'realtime', 'repack', 'storage', 'supabase_functions',
-    'supabase_migrations', 'tiger', 'topology', 'vault',
-]
 # auth_rls_initplan also reads the policies of realtime.messages (Realtime Authorization): the application's own.
 SPLINTER_INITPLAN_EXCLUDED_SCHEMAS = [s for s in SPLINTER_EXCLUDED_SCHEMAS if s != 'realtime']
 
