@@ -22,6 +22,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -280,6 +281,25 @@ class PgServer(object):
         return False
 
 
+def _stop_orphan(base_dir):
+    """Stop the server of ``base_dir`` without its binaries (SIGQUIT: immediate shutdown) and remove the directory."""
+    try:
+        with open(os.path.join(base_dir, 'data', 'postmaster.pid')) as handle:
+            pid = int(handle.readline().strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid:
+        try:
+            os.kill(pid, signal.SIGQUIT)
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                os.kill(pid, 0)
+                time.sleep(0.1)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(base_dir, ignore_errors=True)
+
+
 def _main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('action', choices=['start', 'stop', 'versions'])
@@ -296,9 +316,18 @@ def _main():
         if not os.path.isfile(state_file):
             print('no server in %s' % opts.dir)
             return 0
-        with open(state_file) as handle:
-            state = json.load(handle)
-        PgServer(state['bindir'], base_dir=opts.dir, port=state['port']).cleanup()
+        try:
+            with open(state_file) as handle:
+                state = json.load(handle)
+            bindir, port = state['bindir'], state['port']
+        except (OSError, ValueError, KeyError, TypeError):
+            bindir = port = None
+        if bindir and os.path.isfile(os.path.join(bindir, 'pg_ctl')):
+            PgServer(bindir, base_dir=opts.dir, port=port).cleanup()
+        else:
+            # The installation that started it is gone (a removed checkout) or the state is unreadable:
+            # stop the postmaster by its pid file and remove the directory.
+            _stop_orphan(opts.dir)
         print('stopped the server in %s and removed it' % opts.dir)
         return 0
     if opts.version not in versions:
