@@ -39,9 +39,11 @@ test: setup
 unit: setup
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
+# Two workers (the tests wait on servers more than they compute); every server a test starts takes a free port.
+PYTEST_WORKERS ?= 2
 integration: setup
 	APPCARE_REQUIRE_DEBIAN_PG=$$(command -v apt-get >/dev/null && echo 1 || echo 0) \
-	  $(BIN)/pytest -q -p no:cacheprovider tests/integration
+	  $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) tests/integration
 
 # One molecule scenario per role (molecule/<role>), each against its own real local PostgreSQL.
 molecule: setup
