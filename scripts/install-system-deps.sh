@@ -22,6 +22,10 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v gpg >/dev/null 2>&1 && command -v gpgconf >/dev/null 2>&1 || need+=(gnupg)
 # ansible-test sanity's shellcheck test skips itself without it.
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# pgbackrest_info and pgbackrest_backup are tested against a real pgBackRest (Debian 12: 2.45).
+command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
+# benchmarks/storage_backup.py compares storage_backup with rclone copy of the same buckets.
+command -v rclone >/dev/null 2>&1 || need+=(rclone)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

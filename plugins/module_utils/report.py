@@ -27,7 +27,9 @@ ACTION_CATEGORIES = {'pg_audit_info': 'security', 'tls_cert_info': 'security', '
                      'pg_inspect_info': 'performance', 'pg_reindex': 'performance', 'pg_vacuum': 'performance',
                      'metrics_history': 'performance',
                      'pg_health_info': 'health', 'http_health_info': 'health',
-                     'pg_backup': 'backups', 'pg_backup_verify': 'backups'}
+                     'pg_backup': 'backups', 'pg_backup_verify': 'backups',
+                     'pgbackrest_info': 'backups', 'pgbackrest_backup': 'backups',
+                     'supabase_project_info': 'backups'}  # its supabase_service findings say category health
 KPI_STATE = 'kpis.json'
 KPI_STATE_FORMAT = 'appcare.kpis/1'
 FUTURE_SKEW_SECONDS = 300  # a clock a little ahead is not "from the future"
