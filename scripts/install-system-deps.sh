@@ -24,6 +24,8 @@ command -v gpg >/dev/null 2>&1 && command -v gpgconf >/dev/null 2>&1 || need+=(g
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 # pgbackrest_info and pgbackrest_backup are tested against a real pgBackRest (Debian 12: 2.45).
 command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
+# The pitr_setup role (molecule scenario) installs pgbackrest with ansible.builtin.package: apt needs python3-apt.
+/usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || need+=(python3-apt)
 # benchmarks/storage_backup.py compares storage_backup with rclone copy of the same buckets.
 command -v rclone >/dev/null 2>&1 || need+=(rclone)
 if [ ${#need[@]} -eq 0 ]; then
