@@ -95,6 +95,56 @@ def sessions(check):
     return lines
 
 
+def _dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def backup_rows(targets):
+    """The backup panel: per target, side by side, the database backup (pg_backup), the files (storage_backup), the
+    platform's own backups (supabase_project_info) and point-in-time recovery (pgbackrest_info/_backup) - each row
+    ``kind``, ``id``, ``finished_at``, ``age_hours``, ``bytes``, ``verified`` (None: not verified, '': not ours to
+    verify) and ``detail``."""
+    rows = []
+    for target in targets:
+        name = target['name']
+        database = _dict(target.get('backup'))
+        if database:
+            rows.append(dict(target=name, kind='database', id=database.get('id'), finished_at=database.get('finished_at'),
+                             age_hours=database.get('age_hours'), bytes=database.get('bytes'),
+                             verified=database.get('verified'), detail=''))
+        files = _dict(target.get('storage_backup'))
+        if files:
+            detail = '%s objects' % files['objects'] if isinstance(files.get('objects'), int) else ''
+            if files.get('complete') is False:
+                detail += ' (incomplete)'
+            rows.append(dict(target=name, kind='files', id=files.get('id'), finished_at=files.get('finished_at'),
+                             age_hours=files.get('age_hours'), bytes=files.get('bytes'), verified=files.get('verified'),
+                             detail=detail.strip()))
+        platform = _dict(target.get('supabase'))
+        if platform and ('finished_at' in platform or 'pitr_enabled' in platform):
+            pitr_on = platform.get('pitr_enabled')
+            detail = 'PITR on' if pitr_on else ('PITR off' if pitr_on is False else '')
+            if pitr_on and platform.get('pitr_window_days') is not None:
+                detail += ', %s days' % platform['pitr_window_days']
+            rows.append(dict(target=name, kind='platform (Supabase)', id=platform.get('project_ref'),
+                             finished_at=platform.get('finished_at'), age_hours=platform.get('age_hours'), bytes=None,
+                             verified='', detail=detail))
+        pitr = _dict(target.get('pitr'))
+        if pitr:
+            newest = _dict(pitr.get('newest_backup')) or _dict(pitr.get('last_backup'))
+            verify = _dict(pitr.get('verify'))
+            window = ''
+            if pitr.get('window_start') and pitr.get('window_end'):
+                window = 'recoverable %s to %s' % (pitr['window_start'], pitr['window_end'])
+            elif 'window_start' in pitr:
+                window = 'no recoverable window'
+            rows.append(dict(target=name, kind='point in time (pgBackRest)', id=newest.get('label'),
+                             finished_at=pitr.get('finished_at', newest.get('finished_at')),
+                             age_hours=pitr.get('age_hours'), bytes=newest.get('size_bytes'),
+                             verified=verify.get('status') if verify else '', detail=window))
+    return rows
+
+
 def view(report, charts):
     """What each section of the dashboard shows, from the report dict and ``charts`` (title -> SVG text)."""
     targets = report['targets']
@@ -119,7 +169,7 @@ def view(report, charts):
         'categories': categories,
         'statuses': RP.SEVERITY_ORDER,
         'problems': problems,
-        'backups': [(t['name'], t['backup']) for t in targets if t.get('backup') and isinstance(t['backup'], dict)],
+        'backups': backup_rows(targets),
         'kpi_labels': KPI_LABELS,
         'kpi_rows': [(t['name'], [t['kpis'].get(label) for label in KPI_LABELS]) for t in targets],
         'kpi_stale': any(item.get('stale') for t in targets for item in t['kpis'].values()),

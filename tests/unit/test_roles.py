@@ -36,7 +36,7 @@ def load(*parts):
 
 def test_the_roles_the_design_names():
     assert ROLES == ['backup', 'backup_verify', 'db_optimize', 'dr_test', 'health_check', 'performance_review',
-                     'pitr_setup', 'report', 'security_audit']
+                     'pitr_backup', 'pitr_setup', 'report', 'security_audit']
 
 
 @pytest.mark.parametrize('role', ROLES)

@@ -208,6 +208,40 @@ def test_dashboard_skips_sections_a_module_reported_in_another_shape():
     assert '<td>hook</td>' in page
 
 
+def test_backup_panel_shows_database_files_platform_and_point_in_time_side_by_side():
+    finished = (NOW - datetime.timedelta(hours=2)).isoformat()
+    report = RP.build(run({'sb': {
+        'checks': [],
+        'backup': {'id': 'db-1', 'finished_at': finished, 'bytes': 2048, 'verified': 'ok'},
+        'storage_backup': {'id': 'files-1', 'finished_at': finished, 'bytes': 4096, 'objects': 12, 'complete': False,
+                           'verified': None},
+        'supabase': {'project_ref': 'abcdefghijklmnopqrst', 'finished_at': finished, 'pitr_enabled': True,
+                     'pitr_window_days': 7},
+    }, 'selfhosted': {
+        'checks': [],
+        'pitr': {'stanza': 'main', 'window_start': '2026-11-20T00:00:00+00:00', 'window_end': '2026-11-23T01:59:00+00:00',
+                 'newest_backup': {'label': '20261123-010000F', 'size_bytes': 1048576}, 'finished_at': finished,
+                 'verify': {'status': 'failed'}},
+    }}), NOW)
+    rows = D.backup_rows(report['targets'])
+    assert [(r['target'], r['kind']) for r in rows] == [
+        ('sb', 'database'), ('sb', 'files'), ('sb', 'platform (Supabase)'), ('selfhosted', 'point in time (pgBackRest)')]
+    assert rows[1]['detail'] == '12 objects (incomplete)' and rows[1]['verified'] is None
+    assert rows[2]['detail'] == 'PITR on, 7 days' and rows[2]['verified'] == ''
+    assert rows[3]['id'] == '20261123-010000F' and rows[3]['verified'] == 'failed'
+    assert all(r['age_hours'] == 2.0 for r in rows)
+    page = D.render_html(report, {})
+    assert 'recoverable 2026-11-20T00:00:00+00:00 to 2026-11-23T01:59:00+00:00' in page
+    assert '20261123-010000F' in page and 'files-1' in page and 'PITR on, 7 days' in page
+    assert 'No backup ran in this run.' not in page
+
+
+def test_backup_panel_ignores_sections_in_another_shape():
+    report = RP.build(run({'x': {'checks': [], 'pitr': ['not', 'a', 'dict'], 'storage_backup': 'b',
+                                 'supabase': {'services': {'db': 'ACTIVE_HEALTHY'}}}}), NOW)
+    assert D.backup_rows(report['targets']) == []
+
+
 def test_the_template_is_a_file_next_to_the_renderer():
     assert os.path.isfile(os.path.join(D.TEMPLATE_DIR, D.TEMPLATE))
     assert D.environment().autoescape is True
