@@ -279,15 +279,21 @@ class PgBackRest(object):
             os.setuid(account.pw_uid)
         return drop
 
+    def process_kwargs(self):
+        """``subprocess`` keyword arguments that run a program as pgBackRest runs: as the account (O(os_user)), in
+        its home directory, with pgBackRest's environment - also for the PostgreSQL the restore drill starts, whose
+        ``restore_command`` (pgbackrest archive-get) needs the same options and passphrase."""
+        cwd = self.account.pw_dir if self.account is not None and os.path.isdir(self.account.pw_dir) else '/'
+        return dict(env=self.env(), preexec_fn=self._preexec(), cwd=cwd)
+
     def run(self, command, extra=(), stanza=True, repo=True, timeout=None, check=True):
         """Run one pgBackRest command; returns ``(stdout, seconds)``. A non-zero exit raises PgBackRestError with
         pgBackRest's error, its meaning and what to do."""
         argv = self.argv(command, extra, stanza, repo)
         started = time.monotonic()
-        cwd = self.account.pw_dir if self.account is not None and os.path.isdir(self.account.pw_dir) else '/'
         try:
-            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors='replace', env=self.env(),
-                                  timeout=timeout or self.timeout, check=False, preexec_fn=self._preexec(), cwd=cwd)
+            proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors='replace',
+                                  timeout=timeout or self.timeout, check=False, **self.process_kwargs())
         except subprocess.TimeoutExpired as exc:
             raise PgBackRestError('pgbackrest %s did not finish within %s s (timeout)'
                                   % (command, timeout or self.timeout)) from exc

@@ -29,6 +29,7 @@ ACTION_CATEGORIES = {'pg_audit_info': 'security', 'tls_cert_info': 'security', '
                      'pg_health_info': 'health', 'http_health_info': 'health',
                      'pg_backup': 'backups', 'pg_backup_verify': 'backups',
                      'pgbackrest_info': 'backups', 'pgbackrest_backup': 'backups',
+                     'pgbackrest_restore_drill': 'backups',
                      'supabase_project_info': 'backups'}  # its supabase_service findings say category health
 KPI_STATE = 'kpis.json'
 KPI_STATE_FORMAT = 'appcare.kpis/1'
