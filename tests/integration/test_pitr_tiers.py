@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -86,3 +88,36 @@ def test_without_pitr_enabled_no_pgbackrest_runs(tmp_path, cluster):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert 'pgbackrest_stanza' not in checks and 'pitr' not in target
     assert len(json.loads(cluster.pgbackrest('info', '--output=json', '--repo=1').stdout)[0]['backup']) == len(before)
+
+
+def test_quarterly_drills_the_point_in_time_restore(tmp_path, cluster, request):
+    cluster.pgbackrest('backup', '--type=full', '--repo=1')  # what the daily and weekly tiers have taken
+    cluster.server.execute('CREATE TABLE IF NOT EXISTS drill_marker (name text PRIMARY KEY)')
+    cluster.server.execute("INSERT INTO drill_marker VALUES ('quarterly') ON CONFLICT DO NOTHING")
+    cluster.server.execute('SELECT pg_switch_wal()')
+    # The newest point is what has been archived: wait until the marker's segment is.
+    cluster.pgbackrest('check')
+    # A short path the server's account can reach (a Unix socket path has at most 107 bytes; tmp_path is private).
+    scratch = tempfile.mkdtemp(prefix='appcare-q-')
+    os.chmod(scratch, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    inv = inventory(tmp_path, cluster, True)
+    hosts = json.loads(open(inv).read())
+    host = hosts['all']['children']['postgres_targets']['hosts']['selfhosted']
+    host.update({'dr_test_pitr_config': cluster.conf, 'dr_test_pitr_repo': 1, 'dr_test_pitr_become': False,
+                 'dr_test_pitr_os_user': cluster.os_user or '', 'dr_test_pitr_stanza': cluster.stanza,
+                 'dr_test_pitr_scratch_dir': scratch,
+                 'dr_test_pitr_present_queries': ["SELECT 1 FROM drill_marker WHERE name = 'quarterly'"],
+                 'dr_test_pitr_absent_queries': ["SELECT 1 FROM drill_marker WHERE name = 'never-written'"]})
+    with open(inv, 'w') as handle:
+        json.dump(hosts, handle)
+    env = {'APPCARE_REPORT_DIR': str(tmp_path / 'quarterly')}
+    proc = run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'quarterly.yml'), inv, env=env, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    target = json.loads((tmp_path / 'quarterly' / 'latest.json').read_text())['targets'][0]
+    checks = {c['name']: c for c in target['checks']}
+    assert checks['pitr_drill']['status'] == 'ok', checks['pitr_drill']
+    assert checks['pitr_markers']['status'] == 'ok', checks['pitr_markers']
+    assert checks['pitr_restore_time']['status'] == 'ok'
+    assert target['pitr_drill']['result'] == 'ok'
+    assert os.listdir(scratch) == []  # the scratch cluster is gone
