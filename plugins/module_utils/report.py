@@ -28,6 +28,7 @@ ACTION_CATEGORIES = {'pg_audit_info': 'security', 'tls_cert_info': 'security', '
                      'metrics_history': 'performance',
                      'pg_health_info': 'health', 'http_health_info': 'health',
                      'pg_backup': 'backups', 'pg_backup_verify': 'backups',
+                     'storage_backup': 'backups', 'storage_backup_verify': 'backups',
                      'pgbackrest_info': 'backups', 'pgbackrest_backup': 'backups',
                      'pgbackrest_restore_drill': 'backups',
                      'supabase_project_info': 'backups'}  # its supabase_service findings say category health

@@ -190,3 +190,16 @@ def gpg_keys(tmp_path_factory):
     if not shutil.which('gpg'):
         pytest.fail('gpg is required for the encryption tests (make test installs gnupg)')
     return GpgKeys(str(tmp_path_factory.mktemp('gpg')))
+
+
+@pytest.fixture(scope='session')
+def s3_server():
+    """A real S3 protocol server (moto_server) on a free port for the session, with request signing enforced and the
+    keys of an ``admin`` and a ``reader`` user (see tests/s3server.py); tests use buckets of their own."""
+    from s3server import S3Server, moto_server_binary  # pylint: disable=import-outside-toplevel
+    if moto_server_binary() is None:
+        pytest.fail("moto_server is required for the storage backup tests: pip install 'moto[server]' "
+                    "(requirements-dev.txt)")
+    server = S3Server().start()
+    yield server
+    server.stop()
