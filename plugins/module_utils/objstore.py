@@ -40,6 +40,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
     DependencyError,
 )
 from ansible_collections.appcare.maintenance.plugins.module_utils.files import safe_name
+from ansible_collections.appcare.maintenance.plugins.module_utils.supabase_api import PROJECT_REF
 
 try:
     import boto3
@@ -57,8 +58,6 @@ BACKUP_TOOL = 'appcare.maintenance.storage_backup'
 INDEX = 'objects.jsonl'
 CONTENT_DIR = 'objects'
 SUPABASE_ENDPOINT = 'https://%s.supabase.co/storage/v1/s3'
-# A Supabase project reference is 20 lower-case letters; anything that could change the host name is refused.
-PROJECT_REF = re.compile(r'^[a-z0-9]{1,63}$')
 SHA256 = re.compile(r'^[0-9a-f]{64}$')
 # S3's bucket naming rules (lower-case letters, digits, dots and hyphens, 3 to 63, starting and ending with a letter
 # or digit); also what a scratch bucket name must be.
@@ -109,9 +108,9 @@ def endpoint_of(params):
     if url and ref:
         raise ConfigurationError('give endpoint_url or project_ref, not both')
     if ref:
-        if not PROJECT_REF.match(ref):
-            raise ConfigurationError('project_ref %r is not a Supabase project reference (lower-case letters and digits, '
-                                     'as in https://<project_ref>.supabase.co)' % ref)
+        if not PROJECT_REF.match(ref):  # the Management API's definition; it also keeps the host name ours
+            raise ConfigurationError('project_ref %r is not a Supabase project reference (the 20 lower-case letters '
+                                     'of https://<project_ref>.supabase.co)' % ref)
         return SUPABASE_ENDPOINT % ref
     if not url:
         raise ConfigurationError('endpoint_url or project_ref is required (the S3 endpoint of the store)')
