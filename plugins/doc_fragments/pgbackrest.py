@@ -6,7 +6,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    # The pgBackRest options of pgbackrest_info and pgbackrest_backup (module_utils.pgbackrest.pgbackrest_argument_spec).
+    # The pgBackRest options of pgbackrest_info, pgbackrest_backup and pgbackrest_restore_drill
+    # (module_utils.pgbackrest.pgbackrest_argument_spec).
     DOCUMENTATION = r'''
 options:
   stanza:
