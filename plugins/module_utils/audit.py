@@ -279,7 +279,8 @@ class Audit(API.ApiLints):
         """The server settings the checks read, queried once per run."""
         if self._settings is None:
             rows = self.session.query("SELECT name, setting FROM pg_settings WHERE name IN ('ssl', "
-                                      "'password_encryption', 'log_connections', 'log_disconnections', 'log_timezone')")
+                                      "'password_encryption', 'log_connections', 'log_disconnections', 'log_timezone', "
+                                      "'log_line_prefix', 'log_destination')")
             self._settings = dict((r['name'], r['setting']) for r in rows)
         return self._settings
 
@@ -481,7 +482,9 @@ class Audit(API.ApiLints):
             self.findings.unknown('failed_logins', 'log_path %s %s for the user the module runs as (uid %d)'
                                   % (path, 'is not readable' if os.path.exists(path) else 'does not exist', os.getuid()))
             return
-        parser = AL.FailedLogins(since, self.settings().get('log_timezone'))
+        settings = self.settings()
+        parser = AL.FailedLogins(since, settings.get('log_timezone'),
+                                 settings.get('log_line_prefix') if settings.get('log_destination') == 'stderr' else None)
         files = AL.log_files(path, since)
         try:
             for name in files:
@@ -492,21 +495,7 @@ class Audit(API.ApiLints):
         rows = parser.by_address()
         self.facts['failed_logins'] = {'window_hours': hours, 'files': files, 'lines_read': parser.lines,
                                        'by_address': rows[:50], 'by_user': parser.by_user()}
-        spec = self.thresholds['failed_logins']
-        limit = spec.get('warning') if spec.get('warning') is not None else spec.get('critical')
-        fired = [row for row in rows if limit is not None and row['failures'] > limit]
-        for row in fired:
-            spray = ' - %d different users tried, a sign of password guessing' % len(row['users']) \
-                if len(row['users']) >= 3 else ''
-            users = ', '.join(row['users'][:10])
-            self.findings.judge('failed_logins', row['failures'], '{value} failed logins from %s in the last %s h (users: %s)%s; '
-                                'block the address or find the misconfigured client' % (row['address'], hours, users, spray),
-                                obj='address=%s' % row['address'], users=row['users'])
-        if not fired:
-            top = rows[0] if rows else None
-            self.findings.judge('failed_logins', top['failures'] if top else 0,
-                                ('at most {value} failed logins from one address (%s) in the last %s h' % (top['address'], hours))
-                                if top else 'no failed logins in the last %s h (%d log lines read)' % (hours, parser.lines))
+        AL.failed_login_findings(self.findings, 'failed_logins', rows, hours, parser.lines)
 
     def check_auth_events(self, wanted):
         present = self.session.one("SELECT (%s) IS NOT NULL AS present" % AUTH_TABLE_OID % 'audit_log_entries')

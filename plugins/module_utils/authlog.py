@@ -19,175 +19,135 @@ when ``GOTRUE_AUDIT_LOG_DISABLE_POSTGRES`` is set.
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
 import re
 
-try:
-    from zoneinfo import ZoneInfo
-except ImportError:  # pragma: no cover - Python < 3.9
-    ZoneInfo = None
+from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import pglog as PL
 
-STDERR_LINE = re.compile(
-    r'^(?P<ts>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)(?: (?P<tz>[A-Za-z][A-Za-z0-9/_+-]*|[+-]\d{2}(?::?\d{2})?))?'
-    r'(?P<rest>.*)$')
-PID = re.compile(r'\[(\d+)\]')
-SEVERITY = re.compile(r'\b(LOG|FATAL|ERROR|WARNING|DETAIL|HINT|STATEMENT):\s+(.*)$')
 PASSWORD_FAILED = re.compile(r'password authentication failed for user "((?:[^"]|"")*)"')
 OTHER_AUTH_FAILED = re.compile(r'(?:\w+ )?authentication failed for user "((?:[^"]|"")*)"')
 NO_HBA = re.compile(r'no pg_hba\.conf entry for host "([^"]*)", user "((?:[^"]|"")*)"')
 CONNECTION = re.compile(r'connection received: host=(\S+)')
-HOST_IN_PREFIX = re.compile(r'(?:^|[\s@(])((?:\d{1,3}\.){3}\d{1,3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]+|\[local\])'
-                            r'(?:\(\d+\))?(?=\s|$|\))')
 
 
 def log_files(path, since):
     """The file ``path``, or the files of directory ``path`` modified since ``since`` (oldest first)."""
-    if os.path.isdir(path):
-        files = []
-        for name in os.listdir(path):
-            full = os.path.join(path, name)
-            if os.path.isfile(full) and os.path.getmtime(full) >= since.timestamp():
-                files.append((os.path.getmtime(full), full))
-        return [f for _m, f in sorted(files)]
-    return [path]
-
-
-def _zone(name):
-    if ZoneInfo is None or not name:
-        return datetime.timezone.utc
-    try:
-        return ZoneInfo(name)
-    except Exception:  # pylint: disable=broad-except
-        return datetime.timezone.utc
-
-
-def parse_timestamp(text, tz_text, log_zone):
-    """A log timestamp as an aware datetime; the abbreviation is read with the server's log_timezone."""
-    fmt = '%Y-%m-%d %H:%M:%S.%f' if '.' in text else '%Y-%m-%d %H:%M:%S'
-    moment = datetime.datetime.strptime(text, fmt)
-    if tz_text and tz_text[0] in '+-':
-        digits = tz_text.replace(':', '')
-        hours, minutes = int(digits[1:3]), int(digits[3:5] or 0) if len(digits) > 3 else 0
-        offset = datetime.timedelta(hours=hours, minutes=minutes)
-        return moment.replace(tzinfo=datetime.timezone(offset if tz_text[0] == '+' else -offset))
-    if tz_text in ('UTC', 'GMT', 'Z'):
-        return moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.replace(tzinfo=log_zone)
+    return PL.list_files(path, '*', since)
 
 
 class FailedLogins(object):
-    """Counts failed authentications per client address and per user inside a time window."""
+    """Failed authentications per client address and per user inside a time window.
 
-    def __init__(self, since, log_timezone=None):
+    It reads the entries of ``pglog`` (the one log parser): ``feed_entry`` from a review that reads the log anyway,
+    or ``feed_file`` on its own. The client address comes from the prefix (``%h``/``%r``), the jsonlog/csvlog
+    field, the "no pg_hba.conf entry for host" message itself, or the "connection received" line of the same
+    process (``log_connections``)."""
+
+    def __init__(self, since, log_timezone=None, log_line_prefix=None):
         self.since = since
-        self.zone = _zone(log_timezone)
+        self.zone = PL.zone_of(log_timezone)
+        self.prefix = log_line_prefix
         self.hosts_by_pid = {}
-        self.events = []   # (when, user, address)
+        self.addresses = {}
+        self.users = {}
         self.lines = 0
         self.undated = 0
 
     def feed_file(self, path):
-        with open(path, 'r', encoding='utf-8', errors='replace') as handle:
-            for line in handle:
-                self.lines += 1
-                if line.startswith('{'):
-                    self._json(line)
-                else:
-                    self._stderr(line.rstrip('\n'))
+        with PL.open_log(path) as handle:
+            fmt = PL.detect_format(path, handle.peek(512)[:512] if hasattr(handle, 'peek') else b'')
+            reader = PL.Reader(fmt, self.prefix if fmt == 'stderr' else None, self.zone)
+            for entry in reader.read(handle):
+                if entry.when is not None and entry.when < self.since:
+                    continue
+                self.feed_entry(entry)
+            self.lines += reader.lines
+
+    def feed_entry(self, entry):
+        """One log entry (any severity; only connections and FATAL authentication failures count)."""
+        message = entry.message
+        if entry.severity == 'LOG':
+            connection = CONNECTION.search(message)
+            if connection and entry.pid:
+                if len(self.hosts_by_pid) >= PL.MAX_PIDS:
+                    del self.hosts_by_pid[next(iter(self.hosts_by_pid))]
+                self.hosts_by_pid[entry.pid] = connection.group(1)
+            return
+        if entry.severity != 'FATAL':
+            return
+        no_hba = NO_HBA.search(message)
+        if no_hba:
+            self._record(entry.when, no_hba.group(2), no_hba.group(1))
+            return
+        failed = PASSWORD_FAILED.search(message) or OTHER_AUTH_FAILED.search(message)
+        if failed:
+            host = entry.client or (self.hosts_by_pid.get(entry.pid) if entry.pid else None)
+            self._record(entry.when, failed.group(1), host)
 
     def _record(self, when, user, address):
         if when is None:
             self.undated += 1
         elif when < self.since:
             return
-        self.events.append((when, user.replace('""', '"'), address or 'unknown'))
+        user = user.replace('""', '"')
+        address = address or 'unknown'
+        item = self.addresses.get(address)
+        if item is None:
+            item = self.addresses[address] = {'address': address, 'failures': 0, 'users': set(), 'first': when,
+                                              'last': when}
+        item['failures'] += 1
+        if len(item['users']) < 100:
+            item['users'].add(user)
+        if when is not None:
+            item['first'] = min(item['first'] or when, when)
+            item['last'] = max(item['last'] or when, when)
+        self.users[user] = self.users.get(user, 0) + 1
 
-    def _stderr(self, line):
-        match = STDERR_LINE.match(line)
-        when, rest = None, line
-        if match:
-            try:
-                when = parse_timestamp(match.group('ts'), match.group('tz'), self.zone)
-            except ValueError:
-                when = None
-            rest = match.group('rest')
-        severity = SEVERITY.search(rest)
-        if not severity:
-            return
-        prefix = rest[:severity.start()]
-        pid_match = PID.search(prefix)
-        pid = pid_match.group(1) if pid_match else None
-        level, message = severity.group(1), severity.group(2)
-        connection = CONNECTION.search(message)
-        if level == 'LOG' and connection and pid:
-            self.hosts_by_pid[pid] = connection.group(1)
-            return
-        if level != 'FATAL':
-            return
-        host = None
-        prefix_host = HOST_IN_PREFIX.search(prefix.replace('[%s]' % pid, '') if pid else prefix)
-        if prefix_host and prefix_host.group(1) != '[local]':
-            host = prefix_host.group(1)
-        self._failure(when, message, host or (self.hosts_by_pid.get(pid) if pid else None))
-
-    def _failure(self, when, message, host):
-        no_hba = NO_HBA.search(message)
-        if no_hba:
-            self._record(when, no_hba.group(2), no_hba.group(1))
-            return
-        failed = PASSWORD_FAILED.search(message) or OTHER_AUTH_FAILED.search(message)
-        if failed:
-            self._record(when, failed.group(1), host)
-
-    def _json(self, line):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            return
-        when = None
-        stamp = entry.get('timestamp') or ''
-        match = STDERR_LINE.match(stamp)
-        if match:
-            try:
-                when = parse_timestamp(match.group('ts'), (match.group('rest') or '').strip() or match.group('tz'),
-                                       self.zone)
-            except ValueError:
-                when = None
-        message = entry.get('message') or ''
-        host = entry.get('remote_host')
-        if entry.get('error_severity') == 'LOG':
-            connection = CONNECTION.search(message)
-            if connection and entry.get('pid') is not None:
-                self.hosts_by_pid[str(entry['pid'])] = connection.group(1)
-            return
-        if entry.get('error_severity') == 'FATAL':
-            self._failure(when, message, host or self.hosts_by_pid.get(str(entry.get('pid'))))
+    def merge(self, other):
+        for address, theirs in other.addresses.items():
+            mine = self.addresses.setdefault(address, {'address': address, 'failures': 0, 'users': set(),
+                                                       'first': None, 'last': None})
+            mine['failures'] += theirs['failures']
+            mine['users'] |= theirs['users']
+            for edge, pick in (('first', min), ('last', max)):
+                values = [v for v in (mine[edge], theirs[edge]) if v is not None]
+                mine[edge] = pick(values) if values else None
+        for user, count in other.users.items():
+            self.users[user] = self.users.get(user, 0) + count
+        self.undated += other.undated
 
     def by_address(self):
         """[{address, failures, users, first, last}] sorted by failures, most first."""
-        grouped = {}
-        for when, user, address in self.events:
-            item = grouped.setdefault(address, {'address': address, 'failures': 0, 'users': set(), 'first': when,
-                                                'last': when})
-            item['failures'] += 1
-            item['users'].add(user)
-            if when is not None:
-                item['first'] = min(item['first'] or when, when)
-                item['last'] = max(item['last'] or when, when)
         rows = []
-        for item in grouped.values():
+        for item in self.addresses.values():
             rows.append(dict(item, users=sorted(item['users']),
                              first=item['first'].isoformat() if item['first'] else None,
                              last=item['last'].isoformat() if item['last'] else None))
         return sorted(rows, key=lambda r: (-r['failures'], r['address']))
 
     def by_user(self):
-        counts = {}
-        for _when, user, _address in self.events:
-            counts[user] = counts.get(user, 0) + 1
-        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        return dict(sorted(self.users.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def failed_login_findings(findings, name, rows, hours, lines, unit_text='failed logins'):
+    """Judge failures per address with ``findings``' thresholds of ``name``: one finding per address past the
+    first limit, else one quiet finding with the worst address."""
+    spec = findings.thresholds[name]
+    limit = C.first_limit(spec)
+    fired = [row for row in rows if limit is not None and row['failures'] > limit]
+    for row in fired:
+        spray = ' - %d different users tried, a sign of password guessing' % len(row['users']) \
+            if len(row['users']) >= 3 else ''
+        users = ', '.join(row['users'][:10])
+        findings.judge(name, row['failures'], '{value} %s from %s in the last %s h (users: %s)%s; '
+                       'block the address or find the misconfigured client' % (unit_text, row['address'], hours, users,
+                                                                               spray),
+                       obj='address=%s' % row['address'], users=row['users'])
+    if not fired:
+        top = rows[0] if rows else None
+        findings.judge(name, top['failures'] if top else 0,
+                       ('at most {value} %s from one address (%s) in the last %s h' % (unit_text, top['address'], hours))
+                       if top else 'no %s in the last %s h (%d log lines read)' % (unit_text, hours, lines))
 
 
 AUTH_SQL = {
