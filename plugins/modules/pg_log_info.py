@@ -289,7 +289,6 @@ from ansible_collections.appcare.maintenance.plugins.module_utils import pglog a
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.appcare.maintenance.plugins.module_utils.postgres import (
-    DB_ERRORS,
     HANDLED_ERRORS,
     Session,
     connection_argument_spec,
@@ -321,8 +320,8 @@ def read_settings(params):
         with Session(params, 'appcare.maintenance.pg_log_info') as session:
             rows = session.query(LR.SETTINGS_SQL)
         return dict((row['name'], row['setting']) for row in rows), None
-    except DB_ERRORS + (OSError,) as exc:
-        return {}, failure_message('connecting', exc).split(': ', 1)[-1]
+    except HANDLED_ERRORS as exc:
+        return {}, failure_message('connecting', exc).split(' failed: ', 1)[-1]
 
 
 def main():
