@@ -47,6 +47,7 @@ FOLLOW_LEVELS = ('DETAIL', 'HINT', 'CONTEXT', 'STATEMENT', 'QUERY', 'LOCATION')
 MAX_PATTERNS = 5000     # distinct patterns kept; more are counted in ``patterns_dropped``
 MAX_LABELS = 10         # databases / users / clients remembered per pattern
 MAX_EXAMPLE = 500       # characters of an example line
+_FOLLOW_BYTES = frozenset(level.encode('ascii') for level in FOLLOW_LEVELS)
 MAX_PIDS = 20000        # client addresses remembered per process (log_connections), oldest forgotten first
 
 _LEVEL_ALT = '|'.join(LEVELS + FOLLOW_LEVELS)
@@ -87,7 +88,7 @@ PREFIX_ESCAPES = {
 LOG_MARKERS = (b'connection received', b'checkpoints are occurring too frequently', b'automatic vacuum',
                b'automatic analyze', b'temporary file', b'still waiting for', b'database system is ready',
                b'shutdown request', b'terminated by signal', b'terminated by exception', b'exited with exit code',
-               b'was interrupted', b'not properly shut down', b'all server processes terminated', b'disconnection:')
+               b'was interrupted', b'not properly shut down', b'all server processes terminated')
 
 # Restarts and crashes (src/backend/postmaster/postmaster.c, xlog.c messages)
 RESTART_KINDS = (
@@ -128,8 +129,15 @@ def zone_of(name):
 
 def parse_timestamp(text, tz_text, log_zone):
     """A log timestamp as an aware datetime; an abbreviation other than UTC/GMT is read with ``log_timezone``."""
-    fmt = '%Y-%m-%d %H:%M:%S.%f' if '.' in text else '%Y-%m-%d %H:%M:%S'
-    moment = datetime.datetime.strptime(text, fmt)
+    try:
+        moment = datetime.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]),
+                                   int(text[14:16]), int(text[17:19]))
+    except (TypeError, ValueError):
+        raise ValueError('not a log timestamp: %r' % text) from None
+    if len(text) > 20 and text[19] == '.':
+        moment = moment.replace(microsecond=int((text[20:26] + '000000')[:6]))
+    elif len(text) != 19 or text[4] != '-' or text[10] != ' ':
+        raise ValueError('not a log timestamp: %r' % text)
     tz_text = (tz_text or '').strip()
     if tz_text and tz_text[0] in '+-':
         digits = tz_text.replace(':', '')
@@ -194,14 +202,19 @@ class Entry(object):
         self.offset = offset
 
 
+_LOG_MARKER = re.compile(b'|'.join(re.escape(marker) for marker in LOG_MARKERS))
+# the LOG messages most lines of a busy log carry, none of which the review reads: rejected before any search
+_LOG_ROUTINE = (b'duration:', b'statement:', b'connection authorized', b'execute ', b'parameters:',
+                b'disconnection:', b'checkpoint starting', b'checkpoint complete')
+
+
 def _wanted(level, message_bytes):
     """Whether the review reads a report of ``level`` (str) with this message (bytes)."""
     if level in ERROR_LEVELS:
         return True
-    if level != 'LOG':
+    if level != 'LOG' or message_bytes.startswith(_LOG_ROUTINE):
         return False
-    head = message_bytes[:120]
-    return any(marker in head for marker in LOG_MARKERS)
+    return _LOG_MARKER.search(message_bytes, 0, 120) is not None
 
 
 def compile_prefix(prefix):
@@ -286,23 +299,22 @@ class Reader(object):
     def _stderr_head(self, raw):
         """(entry or None, level) of a primary line; level None when the line is not one."""
         match = self.regex.match(raw) if self.regex is not None else None
-        if match is not None:
-            groups = match.groupdict()
-        else:
+        loose = match is None
+        if loose:
             # no prefix given, or a line written with another prefix (the setting changed): the loose reader
             match = LOOSE.match(raw)
             if match is None:
                 return None, None
             if self.regex is not None:
                 self.prefix_mismatch += 1
-            groups = None
         level = match.group('level')
-        if level in (b'DETAIL', b'HINT', b'CONTEXT', b'STATEMENT', b'QUERY', b'LOCATION'):
+        if level in _FOLLOW_BYTES:
             return None, level
         message = match.group('message')
         if not self.keep_all and not _wanted(level.decode('ascii'), message):
             return None, b'SKIP'
         entry = Entry(severity=level.decode('ascii'), message=message.rstrip(b'\r\n').decode('utf-8', 'replace'))
+        groups = None if loose else match.groupdict()
         if groups is not None:
             ts = groups.get('ts')
             if ts is not None:
@@ -360,7 +372,11 @@ class Reader(object):
                         setattr(current, last, getattr(current, last) + '\n' + text)
                 self.end_offset = offset
                 continue
-            entry, level = self._stderr_head(raw)
+            mark = raw.find(b' LOG:  ', 0, 400)
+            if mark > 0 and not self.keep_all and raw.startswith(_LOG_ROUTINE, mark + 7):
+                entry, level = None, b'SKIP'   # the bulk of a busy log, rejected without the prefix regex
+            else:
+                entry, level = self._stderr_head(raw)
             if level is None:
                 self.unparsed += 1
                 self.end_offset = offset
