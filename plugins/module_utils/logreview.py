@@ -245,27 +245,37 @@ def default_log_path(settings):
 
 
 # -- findings -----------------------------------------------------------------------------------------------
-def error_findings(findings, severities, fatal_other, hourly, new_rows, new_mode, hours, patterns_total):
-    """The findings both log reviews share (server logs and Supabase's postgres_logs): PANIC, FATAL, the peak
-    hourly error rate and new patterns. ``new_mode`` is 'baseline' (first run: nothing is new yet), 'state' (new
-    since the last run) or 'none' (no state: not judged)."""
-    findings.judge('log_panic', severities.get('PANIC', 0), '{value} PANIC reports in the last %s h%s' % (
-        hours, ': the server crashed or stopped; read the log around them' if severities.get('PANIC') else ''))
+SHARED_CHECKS = ('log_panic', 'log_fatal', 'log_error_rate', 'log_new_patterns')
+
+
+def error_findings(findings, severities, fatal_other, hourly, new_rows, new_mode, hours, patterns_total, note='',
+                   rows=()):
+    """The findings both log reviews share (``SHARED_CHECKS``; server logs and Supabase's postgres_logs): PANIC,
+    FATAL, the peak hourly error rate and new patterns. ``new_mode`` is 'baseline' (first run: nothing is new yet),
+    'state' (new since the last run) or 'none' (no state file: not judged). ``note`` ends every message (what
+    limits the figures); ``rows`` (the patterns) give the PANIC finding an example."""
+    panic = next((row['example'] for row in rows if row['severity'] == 'PANIC'), None)
+    findings.judge('log_panic', severities.get('PANIC', 0), '{value} PANIC reports in the last %s h%s%s' % (
+        hours, (': %s - the server crashed or stopped; read the log around it' % panic[:200]) if panic else '', note))
     findings.judge('log_fatal', fatal_other, '{value} FATAL reports in the last %s h besides connection and '
-                   'authentication failures and terminations by an administrator%s'
-                   % (hours, ': see top_errors' if fatal_other else ''))
-    peak = max(hourly, key=lambda row: row['errors']) if hourly else None
+                   'authentication failures and terminations by an administrator%s%s'
+                   % (hours, ': see top_errors' if fatal_other else '', note))
+    peak = max(hourly, key=lambda row: (row['errors'], row['hour'])) if hourly else None
     findings.judge('log_error_rate', peak['errors'] if peak else 0,
-                   ('at most {value} errors (ERROR, FATAL, PANIC) in one hour, at %s; %d patterns in the last %s h'
-                    % (peak['hour'], patterns_total, hours)) if peak else 'no errors in the last %s h' % hours)
-    if new_mode == 'baseline':
+                   ('at most {value} errors (ERROR, FATAL, PANIC) in one hour, at %s; %d patterns in the last %s h%s'
+                    % (peak['hour'], patterns_total, hours, note)) if peak else
+                   'no errors in the last %s h%s' % (hours, note))
+    if new_mode == 'none':
+        findings.ok('log_new_patterns', 'not compared with earlier runs: set state_file to be told of error patterns '
+                    'not seen before%s' % note)
+    elif new_mode == 'baseline':
         findings.ok('log_new_patterns', 'first run: %d error patterns recorded; the next run reports patterns not '
-                    'seen before' % patterns_total)
+                    'seen before%s' % (patterns_total, note))
     elif new_mode == 'state':
         listing = '; '.join('%s %s (x%d)' % (row['severity'], row['pattern'][:120], row['count'])
                             for row in new_rows[:5])
-        findings.judge('log_new_patterns', len(new_rows), '{value} error patterns not seen before%s'
-                       % (': ' + listing if listing else ''), patterns=[row['key'] for row in new_rows[:50]])
+        findings.judge('log_new_patterns', len(new_rows), '{value} error patterns not seen before%s%s'
+                       % (': ' + listing if listing else '', note), patterns=[row['key'] for row in new_rows[:50]])
 
 
 def event_findings(findings, review, hours):
@@ -386,7 +396,8 @@ def review_logs(params, settings, now, settings_error=None, write_state=True):
     severities = dict(total.severities)
     hourly = total.hourly_rows()
     patterns_total = len(total.patterns.items)
-    error_findings(findings, severities, total.fatal_other, hourly, new_rows, new_mode, hours, patterns_total)
+    error_findings(findings, severities, total.fatal_other, hourly, new_rows, new_mode, hours, patterns_total,
+                   rows=total.patterns.rows(20, ('PANIC',)))
     event_findings(findings, total, hours)
     fmt_used = set(kind for _path, kind in files)
     advice = settings_advice(settings, prefix, fmt_used)

@@ -27,6 +27,8 @@ ACTION_CATEGORIES = {'pg_audit_info': 'security', 'tls_cert_info': 'security', '
                      'pg_inspect_info': 'performance', 'pg_reindex': 'performance', 'pg_vacuum': 'performance',
                      'metrics_history': 'performance',
                      'pg_health_info': 'health', 'http_health_info': 'health',
+                     'pg_log_info': 'health',  # its log_auth_failures findings say category security
+                     'supabase_logs_info': 'health',  # its auth_* findings say category security
                      'pg_backup': 'backups', 'pg_backup_verify': 'backups',
                      'storage_backup': 'backups', 'storage_backup_verify': 'backups',
                      'pgbackrest_info': 'backups', 'pgbackrest_backup': 'backups',

@@ -22,6 +22,9 @@ The answers are judged as read from Supabase's published OpenAPI specification o
   ``COMPLETED``, ``FAILED``, ``PENDING``, ``REMOVED``, ``ARCHIVED``, ``CANCELLED``, ``inserted_at``) and
   ``physical_backup_data`` (``earliest_physical_backup_date_unix``, ``latest_physical_backup_date_unix``: the
   point-in-time recovery window, in seconds since 1970).
+- ``GET /v1/projects/{ref}/analytics/endpoints/logs.all`` (operation ``v1-get-project-logs``, ``logs_all``): query
+  parameters ``sql``, ``iso_timestamp_start``, ``iso_timestamp_end`` (at most 24 hours apart); an
+  ``AnalyticsResponse`` (``result``, ``error``), read by ``supabase_logs``.
 
 Nothing read back is trusted: a structure that is not the specification's is a ``MalformedAnswer`` (never an
 ``ok``), a time later than now (beyond the store's clock tolerance) is reported and never counts as fresh.
@@ -77,6 +80,9 @@ BACKUP_FINDINGS = (BACKUP_AGE, BACKUP_FAILED, BACKUP_FUTURE, PITR)
 # permission a scoped personal access token must carry).
 HEALTH_NEEDS = 'the OAuth scope projects:read, or for a scoped token the permission project_admin_read'
 BACKUPS_NEEDS = 'the OAuth scope database:read, or for a scoped token the permission backups_read'
+LOGS_NEEDS = 'the OAuth scope analytics:read, or for a scoped token the permission analytics_logs_read'
+# The logs endpoint's longest window (v1-get-project-logs: "no more than 24 hours", else a validation error).
+MAX_LOGS_WINDOW = datetime.timedelta(hours=24)
 # Seconds since 1970 past this are not seconds (milliseconds, or garbage): year 5138.
 MAX_UNIX_SECONDS = 10 ** 11
 
@@ -375,6 +381,22 @@ class ManagementApi(object):
     def backups(self, ref):
         """GET /v1/projects/{ref}/database/backups (the answer, unchecked)."""
         return self.get(self.project_path(ref, 'database', 'backups'), None, BACKUPS_NEEDS)
+
+    def logs_all(self, ref, sql, start, end):
+        """GET /v1/projects/{ref}/analytics/endpoints/logs.all (operation ``v1-get-project-logs``): ``sql`` over the
+        project's logs between ``start`` and ``end`` (aware datetimes, sent as ``iso_timestamp_start`` and
+        ``iso_timestamp_end``; the API rounds them to the minute and refuses more than 24 hours). The answer, an
+        ``AnalyticsResponse`` (``result``, ``error``), unchecked."""
+        if not start < end or end - start > MAX_LOGS_WINDOW:
+            raise ValueError('a logs window is more than 0 and at most 24 hours, got %s to %s' % (start, end))
+        return self.get(self.project_path(ref, 'analytics', 'endpoints', 'logs.all'),
+                        [('sql', sql), ('iso_timestamp_start', _iso_seconds(start)),
+                         ('iso_timestamp_end', _iso_seconds(end))], LOGS_NEEDS)
+
+
+def _iso_seconds(moment):
+    """``2025-03-01T00:00:00Z``, the specification's example form of a logs window's ends."""
+    return moment.astimezone(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def _num(value):
