@@ -78,10 +78,13 @@ demo: setup
 	@$(BIN)/python tests/pgserver.py stop --dir $(DEMO_DIR) >/dev/null
 	@echo "starting PostgreSQL 18 on 127.0.0.1:$(APPCARE_DEMO_PORT) in $(DEMO_DIR)"
 	@$(BIN)/python tests/pgserver.py start --dir $(DEMO_DIR) --port $(APPCARE_DEMO_PORT) >/dev/null
-	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT) --keys-dir "$${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}/keys"
+	@# The server logs into $(DEMO_DIR)/log (the weekly log review reads it); the sample application makes its
+	@# week's mistakes there: real errors, a deadlock, a lock wait, a temporary file, and each run's release one of its own.
+	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT) --keys-dir "$${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}/keys" \
+	  --server-dir $(DEMO_DIR) --errors --release-dir "$${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}"
 	@# broken-local is broken on purpose: its failed tasks make ansible-playbook exit 2; anything else is an error.
 	@echo "$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml"
-	@$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \
+	@APPCARE_DEMO_LOG_DIR=$(DEMO_DIR)/log $(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \
 	  if [ $$status -eq 2 ]; then echo "(exit 2: broken-local is broken on purpose - see its row in the report)"; \
 	  elif [ $$status -ne 0 ]; then exit $$status; fi
 	@echo

@@ -19,8 +19,10 @@ description:
     C(finished_at) also gets C(age_hours), computed when the report is written. Every section goes into the JSON
     report; the dashboard shows C(backup) (C(id), C(finished_at), C(age_hours), C(bytes), C(verified)),
     C(actions) (C(index) or C(table), C(operation), C(result), C(message)), C(endpoints) (C(latency_ms.max) as a
-    key figure), C(deliveries) (C(channel), C(alerts), C(resolved), C(ok), C(error)) and C(chart) (the path of an
-    SVG trend chart); C(forecast) and C(metrics) are kept in the JSON. A new module adds to the report by
+    key figure), C(deliveries) (C(channel), C(alerts), C(resolved), C(ok), C(error)), C(log_review) (the Top
+    errors - C(severities), C(top_errors) with the C(new) ones marked, C(new_patterns), C(events),
+    C(missing_settings), a Supabase project's C(failed_signins)), C(api_traffic) (C(requests), C(error_rate_percent),
+    C(latency_ms)) and C(chart) (the path of an SVG trend chart); C(forecast) and C(metrics) are kept in the JSON. A new module adds to the report by
     returning C(report) - the callback needs no change."
   - At the end of the run it writes C(<report_dir>/<tier>-<UTC timestamp>.json), C(latest.json), a self-contained
     HTML dashboard C(<tier>-<UTC timestamp>.html) and C(latest.html) (inline CSS and SVG, no external assets, opens
@@ -28,8 +30,10 @@ description:
     counts per status and per category, the to-do list (critical, warning and unknown findings per category, worst
     first, with the sessions behind session findings - pid, user, application, client, the blocking pid and who
     holds the lock, never a query), the advice (V(info) findings) apart from the folded V(ok) ones, backup status
-    (newest backup, its age, size, verified or not), key figures (latency, connections, cache hit, sizes), maintenance
-    actions, alerts sent, the schedule (the roles and tasks this tier ran - not those only skipped -, when each tier
+    (newest backup, its age, size, verified or not), the top errors of the log review (per target the totals per
+    severity, the top error patterns with the new ones marked, the log's events, the settings the log lacks, a
+    Supabase project's API traffic), key figures (latency, connections, cache hit, sizes), maintenance actions, alerts
+    sent, the schedule (the roles and tasks this tier ran - not those only skipped -, when each tier
     last ran and is next due, kept in C(<report_dir>/schedule.json)) and the trend charts
     M(appcare.maintenance.metrics_history) wrote.
   - "Categories, as Supabase's advisors group findings: C(security) (pg_audit_info, tls_cert_info), C(performance)

@@ -145,6 +145,148 @@ def backup_rows(targets):
     return rows
 
 
+# The log's severities, worst first, and the status whose colour each gets on the page.
+LOG_SEVERITIES = (('PANIC', C.CRITICAL), ('FATAL', C.CRITICAL), ('ERROR', C.WARNING), ('WARNING', C.INFO))
+
+
+def _count(value):
+    """A count read from a report section: a non-negative int (a bool or anything else is not one), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _names(value, limit=5):
+    """A list of names (databases, users, clients) as one cell: the first ``limit`` and how many more."""
+    if not isinstance(value, list):
+        return ''
+    names = [str(item) for item in value if isinstance(item, (str, int))]
+    return ', '.join(names[:limit]) + (' +%d' % (len(names) - limit) if len(names) > limit else '')
+
+
+def _events(events):
+    """The log events of a ``log_review`` section as (label, text) lines, only those that happened. Each event is a
+    count, or a dict with its count and figures (the module's full ``events``), or a list (per address, restarts)."""
+    lines = []
+
+    def counted(key, label, figures=()):
+        value = events.get(key)
+        item = _dict(value)
+        count = _count(item.get('count')) if item else _count(value)
+        if isinstance(value, list):
+            count = len([v for v in value if isinstance(v, dict)])
+        if not count:
+            return
+        extra = [text % _number(item[name]) for name, text in figures if _number(item.get(name)) is not None]
+        lines.append((label, ', '.join(['%d' % count] + extra)))
+
+    counted('deadlocks', 'deadlocks')
+    counted('lock_waits', 'lock waits', [('max_ms', 'longest %.0f ms')])
+    temp = _dict(events.get('temp_files'))
+    count = _count(temp.get('count')) if temp else _count(events.get('temp_files'))
+    total = _count(temp.get('total_bytes')) if temp else _count(events.get('temp_bytes'))
+    if count:
+        largest = _count(temp.get('max_bytes'))
+        lines.append(('temporary files', '%d%s%s' % (count, ', %s in all' % C.human_bytes(total) if total is not None else '',
+                                                     ', largest %s' % C.human_bytes(largest) if largest is not None else '')))
+    counted('checkpoints_too_frequent', 'checkpoints too frequent')
+    counted('autovacuum_slow', 'slow autovacuum runs', [('max_seconds', 'longest %g s')])
+    longest = _number(events.get('autovacuum_max_seconds'))
+    if longest:
+        lines.append(('longest autovacuum run', quantity(longest, 's')))
+    if isinstance(events.get('auth_failures'), list):
+        lines.extend(_per_address('authentication failures', events['auth_failures'], 'failures'))
+    else:
+        counted('auth_failures', 'authentication failures')
+    restarts = events.get('restarts')
+    if isinstance(restarts, list):
+        restarts = [r for r in restarts if isinstance(r, dict)]
+        if restarts:
+            lines.append(('restarts', '%d: %s' % (len(restarts), ', '.join(
+                ' '.join(str(r[k]) for k in ('kind', 'when') if r.get(k)) for r in restarts[:5]))))
+    else:
+        counted('restarts', 'server starts and restarts')
+    return lines
+
+
+def _per_address(label, rows, key):
+    """Failures per client address (pg_log_info's auth_failures, supabase_logs_info's failed and rate-limited
+    sign-ins) as one line: the total, how many addresses, the worst five."""
+    rows = [r for r in rows if isinstance(r, dict) and _count(r.get(key))] if isinstance(rows, list) else []
+    if not rows:
+        return []
+    total = sum(r[key] for r in rows)
+    worst = ', '.join('%s (%d)' % (r.get('address'), r[key]) for r in rows[:5])
+    return [(label, '%d from %d address%s: %s' % (total, len(rows), '' if len(rows) == 1 else 'es', worst))]
+
+
+def _window(review):
+    """The window a review read: its hours (``window.hours`` or ``window_hours``), else its start and end."""
+    window = review.get('window')
+    if isinstance(window, str):
+        return window
+    window = _dict(window)
+    hours = _number(window.get('hours', review.get('window_hours')))
+    if hours is not None:
+        return 'last %g h' % hours
+    return '%s to %s' % (window['start'], window['end']) if window.get('start') and window.get('end') else ''
+
+
+def _api_traffic(traffic):
+    """Supabase's API traffic (the edge logs) as (label, text) lines: requests, the 5xx rate, latency."""
+    lines = []
+    if _count(traffic.get('requests')) is not None:
+        lines.append(('requests', '%d' % traffic['requests']))
+    if _number(traffic.get('error_rate_percent')) is not None:
+        errors = _count(traffic.get('errors_5xx'))
+        lines.append(('server errors (5xx)', quantity(float(traffic['error_rate_percent']), '%')
+                      + (' (%d)' % errors if errors is not None else '')))
+    if _count(traffic.get('errors_4xx')) is not None:
+        lines.append(('client errors (4xx)', '%d' % traffic['errors_4xx']))
+    latency = _dict(traffic.get('latency_ms'))
+    for key in ('p50', 'p95', 'p99'):
+        if _number(latency.get(key)) is not None:
+            lines.append(('latency %s' % key, quantity(latency[key], 'ms')))
+    return lines
+
+
+def log_review_rows(targets):
+    """The "Top errors" panel: per target with a ``log_review`` section (pg_log_info, supabase_logs_info), its
+    totals per severity, the top error patterns with the new ones marked, the log's events, the settings the log
+    lacks and, for Supabase, the API's real traffic. Anything in another shape is left out."""
+    panels = []
+    for target in targets:
+        review = _dict(target.get('log_review'))
+        if not review:
+            continue
+        severities = _dict(review.get('severities'))
+        errors = []
+        for entry in review.get('top_errors') if isinstance(review.get('top_errors'), list) else []:
+            if isinstance(entry, dict) and entry.get('pattern') not in (None, ''):
+                errors.append(dict(pattern=str(entry['pattern']), severity=str(entry.get('severity') or ''),
+                                   sqlstate=entry.get('sqlstate') or '', count=_count(entry.get('count')),
+                                   last_seen=entry.get('last_seen') or '', databases=_names(entry.get('databases')),
+                                   users=_names(entry.get('users')), new=entry.get('new') is True))
+        # the settings the log lacks: their names, or each with its value and advice
+        missing = [m if isinstance(m, dict) else {'setting': m} for m in review.get('missing_settings') or []
+                   if isinstance(m, str) or isinstance(m, dict) and m.get('setting')] \
+            if isinstance(review.get('missing_settings'), list) else []
+        new = review.get('new_patterns')  # a count, or the new patterns themselves
+        events = _events(_dict(review.get('events')))
+        events.extend(_per_address('failed sign-ins', review.get('failed_signins'), 'count'))
+        events.extend(_per_address('rate-limited sign-ins', review.get('rate_limited'), 'count'))
+        panels.append(dict(
+            target=target['name'], source=str(review.get('source') or ''), finished_at=review.get('finished_at'),
+            window=_window(review),
+            severities=[(name, status, _count(severities.get(name)) or 0) for name, status in LOG_SEVERITIES],
+            errors=errors, new_patterns=len(new) if isinstance(new, list) else _count(new),
+            patterns_total=_count(review.get('patterns_total')), events=events, missing=missing,
+            api=_api_traffic(_dict(target.get('api_traffic')))))
+    return panels
+
+
 def view(report, charts):
     """What each section of the dashboard shows, from the report dict and ``charts`` (title -> SVG text)."""
     targets = report['targets']
@@ -170,6 +312,7 @@ def view(report, charts):
         'statuses': RP.SEVERITY_ORDER,
         'problems': problems,
         'backups': backup_rows(targets),
+        'log_reviews': log_review_rows(targets),
         'kpi_labels': KPI_LABELS,
         'kpi_rows': [(t['name'], [t['kpis'].get(label) for label in KPI_LABELS]) for t in targets],
         'kpi_stale': any(item.get('stale') for t in targets for item in t['kpis'].values()),

@@ -35,8 +35,8 @@ def load(*parts):
 
 
 def test_the_roles_the_design_names():
-    assert ROLES == ['backup', 'backup_verify', 'db_optimize', 'dr_test', 'health_check', 'performance_review',
-                     'pitr_backup', 'pitr_setup', 'report', 'security_audit']
+    assert ROLES == ['backup', 'backup_verify', 'db_optimize', 'dr_test', 'health_check', 'log_review',
+                     'performance_review', 'pitr_backup', 'pitr_setup', 'report', 'security_audit']
 
 
 @pytest.mark.parametrize('role', ROLES)
@@ -170,6 +170,6 @@ def test_molecule_scenarios_state_only_what_differs():
             assert 'check' not in sequence
         else:
             assert sequence.index('check') < sequence.index('converge'), name
-        if name in ('health_check', 'db_optimize', 'pitr_setup', 'report'):
+        if name in ('health_check', 'db_optimize', 'log_review', 'pitr_setup', 'report'):
             assert sequence.index('converge') < sequence.index('idempotence') < sequence.index('verify'), name
     assert len(ports) == len(scenarios), 'two scenarios share a port'

@@ -428,3 +428,98 @@ def test_dashboard_shows_who_holds_a_lock_and_never_the_query():
     assert 'pid 41, user web, app api&lt;1&gt;, client 10.0.0.7, db ims, 12.0 s, blocked by pid 40' in page
     assert 'lock held by pid 40, user batch, app nightly-import, db ims, state idle in transaction' in page
     assert 'secret-token' not in page
+
+
+# -- top errors (the log_review section of pg_log_info and supabase_logs_info) ---------------------------------------
+def log_review(**extra):
+    """pg_log_info's log_review section."""
+    section = {
+        'source': 'postgresql', 'finished_at': '2026-11-23T01:00:00+00:00',
+        'window': {'start': '2026-11-16T01:00:00+00:00', 'end': '2026-11-23T01:00:00+00:00', 'hours': 168.0},
+        'severities': {'PANIC': 0, 'FATAL': 1, 'ERROR': 7, 'WARNING': 0},
+        'top_errors': [
+            {'pattern': 'duplicate key value violates unique constraint "..."', 'severity': 'ERROR', 'sqlstate': '23505',
+             'count': 3, 'first_seen': '2026-11-22T10:00:00+00:00', 'last_seen': '2026-11-22T11:00:00+00:00',
+             'databases': ['ims'], 'users': ['web<1>'], 'clients': ['10.0.0.7'], 'example': 'x', 'new': True},
+            {'pattern': 'column "..." does not exist', 'severity': 'ERROR', 'sqlstate': '42703', 'count': 1,
+             'first_seen': '2026-11-01T10:00:00+00:00', 'last_seen': '2026-11-22T09:00:00+00:00',
+             'databases': ['ims', 'crm'], 'users': ['report'], 'clients': [], 'example': 'y', 'new': False}],
+        'new_patterns': 1, 'patterns_total': 2,
+        'events': {'deadlocks': 1, 'lock_waits': 2, 'temp_files': 1, 'temp_bytes': 1802240, 'checkpoints_too_frequent': 0,
+                   'autovacuum_max_seconds': 0, 'auth_failures': 12, 'restarts': 1},
+        'missing_settings': ['log_lock_waits'],
+    }
+    section.update(extra)
+    return section
+
+
+# supabase_logs_info's shape: the new patterns listed, sign-ins per address, the API's traffic apart
+SUPABASE_REVIEW = {'source': 'supabase', 'window_hours': 168, 'severities': {'ERROR': 2}, 'top_errors': [],
+                   'new_patterns': [], 'rate_limited': [],
+                   'failed_signins': [{'address': '198.51.100.4', 'count': 64, 'paths': {'/token': 64}},
+                                      {'address': '198.51.100.5', 'count': 3}]}
+SUPABASE_TRAFFIC = {'requests': 120000, 'errors_5xx': 7500, 'errors_4xx': 310, 'error_rate_percent': 6.25,
+                    'latency_ms': {'p50': 40, 'p95': 812.5, 'p99': 2400}}
+
+
+def test_top_errors_show_per_target_with_new_patterns_marked():
+    report = RP.build(run({
+        'ims': {'checks': [check('log_new_patterns', 'warning', 1, 'count')], 'log_review': log_review()},
+        'sb': {'checks': [], 'log_review': SUPABASE_REVIEW, 'api_traffic': SUPABASE_TRAFFIC},
+        'quiet': {'checks': []},
+    }), NOW)
+    panels = D.log_review_rows(report['targets'])
+    assert [p['target'] for p in panels] == ['ims', 'sb']
+    ims, sb = panels
+    assert [e['new'] for e in ims['errors']] == [True, False] and ims['new_patterns'] == 1
+    assert ims['severities'] == [('PANIC', 'critical', 0), ('FATAL', 'critical', 1), ('ERROR', 'warning', 7),
+                                 ('WARNING', 'info', 0)]
+    assert ims['window'] == 'last 168 h'
+    assert ims['events'] == [('deadlocks', '1'), ('lock waits', '2'), ('temporary files', '1, 1.7 MB in all'),
+                             ('authentication failures', '12'), ('server starts and restarts', '1')]
+    assert ims['missing'] == [{'setting': 'log_lock_waits'}]
+    assert dict(sb['api']) == {'requests': '120000', 'server errors (5xx)': '6.25 % (7500)', 'client errors (4xx)': '310',
+                               'latency p50': '40 ms', 'latency p95': '812.5 ms', 'latency p99': '2400 ms'}
+    assert sb['events'] == [('failed sign-ins', '67 from 2 addresses: 198.51.100.4 (64), 198.51.100.5 (3)')]
+    assert sb['new_patterns'] == 0 and sb['window'] == 'last 168 h' and sb['errors'] == []
+    page = D.render_html(report, {})
+    section = page.split('<section id="errors">')[1].split('</section>')[0]
+    new_row = section.split('<tr class="new">')[1].split('</tr>')[0]
+    assert 'NEW' in new_row and 'duplicate key value violates unique constraint &#34;...&#34;' in new_row
+    assert 'web&lt;1&gt;' in new_row and '23505' in new_row and '2026-11-22T11:00:00+00:00' in new_row
+    assert section.count('<tr class="new">') == 1 and 'column &#34;...&#34; does not exist' in section
+    assert 'ims, crm' in section and '1 new since the last review' in section
+    assert 'The log lacks for this review: <b>log_lock_waits</b>' in section
+    assert 'API traffic' in section and '812.5 ms' in section
+    assert '<h3>quiet' not in section and 'None' not in page
+
+
+def test_the_full_events_of_pg_log_info_show_their_figures_too():
+    events = {'deadlocks': 0, 'lock_waits': {'count': 2, 'max_ms': 1500.4},
+              'temp_files': {'count': 1, 'total_bytes': 2048, 'max_bytes': 2048}, 'checkpoints_too_frequent': 3,
+              'autovacuum_slow': {'count': 1, 'max_seconds': 720.5, 'slowest': []},
+              'auth_failures': [{'address': '203.0.113.9', 'failures': 12, 'users': ['admin']}],
+              'restarts': [{'when': '2026-11-22T03:00:00+00:00', 'kind': 'crash'}]}
+    report = RP.build(run({'ims': {'checks': [], 'log_review': log_review(events=events)}}), NOW)
+    assert D.log_review_rows(report['targets'])[0]['events'] == [
+        ('lock waits', '2, longest 1500 ms'), ('temporary files', '1, 2.0 kB in all, largest 2.0 kB'),
+        ('checkpoints too frequent', '3'), ('slow autovacuum runs', '1, longest 720.5 s'),
+        ('authentication failures', '12 from 1 address: 203.0.113.9 (12)'), ('restarts', '1: crash 2026-11-22T03:00:00+00:00')]
+    missing = [{'setting': 'log_temp_files', 'value': '-1', 'advice': "ALTER SYSTEM SET log_temp_files = 0 <now>"}]
+    page = D.render_html(RP.build(run({'ims': {'checks': [], 'log_review': log_review(missing_settings=missing)}}), NOW), {})
+    assert '<td>log_temp_files</td><td>-1</td><td>ALTER SYSTEM SET log_temp_files = 0 &lt;now&gt;</td>' in page
+
+
+def test_top_errors_are_absent_without_a_log_review_and_skip_other_shapes():
+    report = RP.build(run({'ims': {'checks': []}}), NOW)
+    assert D.log_review_rows(report['targets']) == []
+    assert '<section id="errors">' not in D.render_html(report, {})
+    odd = RP.build(run({'a': {'checks': [], 'log_review': ['not', 'a', 'dict']},
+                        'b': {'checks': [], 'log_review': log_review(top_errors=['x', {'count': 2}, {'pattern': 'p', 'count': 'many'}],
+                                                                     severities='none', events=[], missing_settings='x',
+                                                                     window=7)}}), NOW)
+    panels = D.log_review_rows(odd['targets'])
+    assert [p['target'] for p in panels] == ['b']
+    assert [(e['pattern'], e['count']) for e in panels[0]['errors']] == [('p', None)]
+    assert panels[0]['events'] == [] and panels[0]['missing'] == [] and panels[0]['severities'][2] == ('ERROR', 'warning', 0)
+    assert '<section id="errors">' in D.render_html(odd, {})
