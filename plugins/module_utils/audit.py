@@ -144,6 +144,14 @@ class Audit(API.ApiLints):
                 return None, db_error_text(exc)
             raise
 
+    def query_if_allowed(self, allowed_sql, denied, sql, args=None):
+        """``try_query`` after asking the server whether the role may read (``allowed_sql`` returns one boolean
+        column ``ok``): a read the role may not make is not tried, so the audit writes no "permission denied" ERROR
+        into the server log that the weekly log review would then report."""
+        if not self.session.one(allowed_sql)['ok']:
+            return None, denied
+        return self.try_query(sql, args)
+
     def run(self, selected):
         row = self.session.one("SELECT current_user AS login, current_database() AS db, "
                                "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser, "
@@ -196,7 +204,8 @@ class Audit(API.ApiLints):
     def password_kinds(self):
         """{role: kind} from pg_authid (superuser only), or the error text."""
         if self._hashes is None:
-            rows, error = self.try_query(
+            rows, error = self.query_if_allowed(
+                "SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT') AS ok", 'permission denied for table pg_authid',
                 "SELECT rolname, rolcanlogin, CASE WHEN rolpassword IS NULL THEN 'none' "
                 "WHEN rolpassword LIKE 'SCRAM-SHA-256$%%' THEN 'scram-sha-256' "
                 "WHEN rolpassword ~ '^md5[0-9a-f]{32}$' THEN 'md5' ELSE 'plain' END AS kind "
@@ -226,7 +235,10 @@ class Audit(API.ApiLints):
 
     def hba_rules(self):
         if self._hba is None:
-            rows, error = self.try_query(
+            rows, error = self.query_if_allowed(
+                "SELECT has_table_privilege('pg_catalog.pg_hba_file_rules', 'SELECT') "
+                "AND has_function_privilege('pg_catalog.pg_hba_file_rules()', 'EXECUTE') AS ok",
+                'permission denied for function pg_hba_file_rules',
                 "SELECT line_number, type, database, user_name, address, netmask, auth_method, error "
                 "FROM pg_hba_file_rules ORDER BY line_number")
             self._hba = (rows, error)

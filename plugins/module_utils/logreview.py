@@ -447,7 +447,7 @@ def review_logs(params, settings, now, settings_error=None, write_state=True):
                    'autovacuum_max_seconds': events['autovacuum_slow']['max_seconds'],
                    'auth_failures': sum(r['failures'] for r in events['auth_failures']),
                    'restarts': len(events['restarts'])},
-        'missing_settings': [a['setting'] for a in advice]}}
+        'missing_settings': [dict((k, a[k]) for k in ('setting', 'value', 'advice')) for a in advice]}}
     if state_path and write_state:
         save_state(state_path, state, new_state_files, total.patterns, now)
         result['state_written'] = True

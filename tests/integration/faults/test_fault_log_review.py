@@ -147,3 +147,18 @@ def test_fault_missing_log_and_bad_options(tmp_path):
     assert window.failed and 'window_hours must be more than 0' in window['msg']
     nothing = run_module('pg_log_info', {'read_settings': False})
     assert nothing.failed and 'log_path is required' in nothing['msg']
+
+
+def test_fault_audit_as_monitor_wrote_permission_errors_into_the_log(spawn_server):
+    """The weekly audit, run as a pg_monitor role, used to try pg_authid and pg_hba_file_rules and let them fail:
+    each run wrote "permission denied" ERRORs into the server log, which the log review then reported as the
+    application's errors. It now asks first (has_table_privilege / has_function_privilege)."""
+    server = spawn_server(settings={'logging_collector': 'on', 'log_directory': "'log'",
+                                    'log_line_prefix': "'%m [%p] %q%u@%d '", 'lc_messages': "'C'"})
+    server.execute("CREATE ROLE auditor LOGIN PASSWORD 'auditor-pw' IN ROLE pg_monitor")
+    audit = run_module('pg_audit_info', server.login_args('postgres', user='auditor', password='auditor-pw'))
+    assert not audit.failed, audit.get('msg')
+    assert [c['status'] for c in audit['checks'] if c['name'] == 'password_hashes'] == ['unknown']
+    result = run_module('pg_log_info', server.login_args('postgres'))
+    assert not result.failed, result.get('msg')
+    assert [row['example'] for row in result['top_errors'] if 'permission denied' in row['pattern']] == []
