@@ -24,10 +24,13 @@ CATEGORIES = ('security', 'performance', 'health', 'backups')
 OTHER = 'other'
 # The category of a finding is the one of the module that produced it, unless the finding names one (``category``).
 ACTION_CATEGORIES = {'pg_audit_info': 'security', 'tls_cert_info': 'security', 'pg_maintenance_roles': 'security',
+                     'dependency_audit_info': 'security',
                      'pg_inspect_info': 'performance', 'pg_reindex': 'performance', 'pg_vacuum': 'performance',
                      'metrics_history': 'performance',
+                     'web_page_info': 'performance',
                      'pg_health_info': 'health', 'http_health_info': 'health',
                      'pg_log_info': 'health',  # its log_auth_failures findings say category security
+                     'web_links_info': 'health',
                      'supabase_logs_info': 'health',  # its auth_* findings say category security
                      'pg_backup': 'backups', 'pg_backup_verify': 'backups',
                      'storage_backup': 'backups', 'storage_backup_verify': 'backups',
