@@ -727,7 +727,7 @@ class Crawl:
             'requests': self.fetcher.requests if self.fetcher else 0,
             'broken_all': broken,
             'redirects_all': redirects,
-            'skipped': dict(self.skipped),
+            'not_requested': dict(self.skipped),
             'not_checked': unchecked,
             'pages_not_parsed': self.not_parsed_limit,
             'pages_truncated': list(self.truncated),

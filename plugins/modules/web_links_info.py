@@ -255,7 +255,7 @@ redirects_count:
   description: How many targets redirected.
   returned: always
   type: int
-skipped:
+not_requested:
   description: Distinct targets not requested, by reason - C(robots) (disallowed), C(excluded) (O(exclude)), C(external) (O(check_external=false)).
   returned: always
   type: dict

@@ -122,7 +122,7 @@ def test_planted_broken_set_found_exactly_and_every_check_fires(site):
     assert [path_of(u) for u in chain[0]['chain']] == ['/redirect/2/about.html', '/redirect/1/about.html', '/about.html']
     assert chain[0]['statuses'] == [302, 302, 301]
     # robots.txt (/private/), exclude (/perf/) and the external link are not requested.
-    assert result['skipped'] == {'robots': 1, 'excluded': 1, 'external': 1}
+    assert result['not_requested'] == {'robots': 1, 'excluded': 1, 'external': 1}
     assert site.count('/private/admin.html') == 0 and site.count('/perf/index.html') == 0
     # <base href="/"> on blog/index.html: its relative links resolve against the site's root.
     assert site.count('/blog/first-post.html') == 1 and site.count('/blog/blog/first-post.html') == 0
@@ -156,7 +156,7 @@ def test_robots_txt_is_honoured_unless_told_not_to(site):
     assert site.count('/private/admin.html') == 0
     ignored = crawl(site.url, exclude=NOT_PERF, respect_robots=False)
     assert broken_paths(ignored)['/private/old-report.html'] == (['a'], 404, {'/private/admin.html'})
-    assert ignored['skipped']['robots'] == 0
+    assert ignored['not_requested']['robots'] == 0
 
 
 def test_robots_txt_matches_the_user_agent(tmp_path):
@@ -168,7 +168,7 @@ def test_robots_txt_matches_the_user_agent(tmp_path):
         other = crawl(server.url, user_agent='friendlybot')
         assert [path_of(b['url']) for b in other['broken']] == ['/gone.html']
         strict = crawl(server.url, user_agent='strictbot')
-        assert strict['broken'] == [] and strict['links_checked'] == 0 and strict['skipped']['robots'] == 1
+        assert strict['broken'] == [] and strict['links_checked'] == 0 and strict['not_requested']['robots'] == 1
     finally:
         server.stop()
 
@@ -240,7 +240,7 @@ def test_external_links_checked_only_when_asked(tmp_path, external):
     server = appsite.start(root=root)
     try:
         quiet = crawl(server.url)
-        assert quiet['broken'] == [] and quiet['skipped']['external'] == 4
+        assert quiet['broken'] == [] and quiet['not_requested']['external'] == 4
         assert external.requests == []
         asked = crawl(server.url, check_external=True)
         assert broken_paths(asked) == {'/missing.png': (['img'], 404, {'/'}), '/status/503': (['a'], 503, {'/'})}

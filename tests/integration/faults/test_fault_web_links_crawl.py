@@ -162,3 +162,24 @@ def test_fault_web_links_redirect_loop_and_long_chain(site):
     chain = checks(result)['links_redirect_chains']
     assert chain['status'] == 'info' and chain['value'] == 1  # the 2-hop chain; the broken ones are in links_broken
     assert site.count('/loop/a') == 1 and site.count('/loop/a-b') == 1
+
+
+def test_fault_crawl_result_read_as_skipped_by_ansible(tmp_path):
+    """The result once had a top-level ``skipped`` key (targets not requested, by reason): Ansible reads a non-empty
+    ``skipped`` as "this task was skipped", so in a playbook the crawl showed as skipping, its findings were never
+    collected and the report had no broken links. The key is ``not_requested`` now."""
+    from modrunner import run_playbook  # noqa: PLC0415 - the one test here that runs a playbook
+    site = appsite.start(port=0, root=os.path.join(REPO_ROOT, 'demo', 'site'))
+    try:
+        playbook = tmp_path / 'crawl.yml'
+        playbook.write_text(
+            '- hosts: localhost\n  gather_facts: false\n  tasks:\n'
+            '    - appcare.maintenance.web_links_info:\n        start_urls: ["%s/"]\n        exclude: ["/perf/"]\n'
+            '      register: crawl\n'
+            '    - ansible.builtin.assert:\n        that: [crawl is not skipped, crawl.broken_count > 0]\n' % site.url)
+        proc = run_playbook(str(playbook), inventory='localhost,', options=['-c', 'local'],
+                            extra_vars={'ansible_python_interpreter': sys.executable})
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        assert 'skipping:' not in proc.stdout
+    finally:
+        site.stop()
