@@ -287,6 +287,126 @@ def log_review_rows(targets):
     return panels
 
 
+# Google's limits for the Core Web Vitals (web.dev/articles/vitals: "Good" up to the first, "Poor" above the second),
+# Lighthouse's desktop scoring for Total Blocking Time, web.dev's for time to first byte, and the guides' 3 seconds
+# for the load event (no "Poor" level: above it the page needs improvement). Fixed here, whatever the run's
+# thresholds: the findings judge by those; the page timings say where a figure stands on Google's scale.
+WEB_VITALS = (('lcp_ms', 'LCP', 'ms', 2500, 4000), ('cls', 'CLS', '', 0.1, 0.25), ('tbt_ms', 'TBT', 'ms', 200, 600),
+              ('ttfb_ms', 'TTFB', 'ms', 800, 1800), ('load_ms', 'load', 'ms', 3000, None))
+RATINGS = {'good': ('Good', C.OK), 'needs_improvement': ('Needs improvement', C.WARNING), 'poor': ('Poor', C.CRITICAL)}
+
+
+def rating(value, good, poor):
+    """'good', 'needs_improvement' or 'poor' of a figure against its limits (a figure at a limit is still on the
+    better side, as Google rates them); None when there is no figure."""
+    value = _number(value)
+    if value is None:
+        return None
+    if value <= good:
+        return 'good'
+    return 'needs_improvement' if poor is None or value <= poor else 'poor'
+
+
+def _figure(value, unit):
+    if unit == 'ms':
+        return '%.0f ms' % value
+    return ('%.3f' % value).rstrip('0').rstrip('.') if isinstance(value, float) else str(value)
+
+
+def web_page_rows(targets):
+    """The "Page timings" panel: one row per page of each target's ``web_pages`` section (web_page_info) - its name
+    and URL, each Web Vital with its figure and rating, bytes and requests, and the page's status. Pages in another
+    shape are left out."""
+    rows = []
+    for target in targets:
+        section = _dict(target.get('web_pages'))
+        for page in section.get('pages') if isinstance(section.get('pages'), list) else []:
+            if not isinstance(page, dict) or not isinstance(page.get('url'), str):
+                continue
+            cells = []
+            for key, label, unit, good, poor in WEB_VITALS:
+                value = _number(page.get(key))
+                rated = rating(value, good, poor)
+                cells.append(dict(label=label, text=_figure(value, unit) if value is not None else '',
+                                  rating=RATINGS[rated][0] if rated else '', status=RATINGS[rated][1] if rated else None))
+            status = page.get('status') if page.get('status') in C.STATUS_ORDER else None
+            transfer = _count(page.get('transfer_bytes'))
+            rows.append(dict(target=target['name'], name=str(page.get('name') or page['url']), url=page['url'],
+                             cells=cells, bytes=C.human_bytes(transfer) if transfer is not None else '',
+                             requests=_count(page.get('requests')), status=status,
+                             finished_at=section.get('finished_at')))
+    return rows
+
+
+def web_link_panels(targets):
+    """The "Broken links" panel: per target with a ``web_links`` section (web_links_info), the crawl's figures and
+    each broken target - URL, kinds, status or error, the pages it is found on. Anything in another shape is left
+    out."""
+    panels = []
+    for target in targets:
+        section = _dict(target.get('web_links'))
+        if not section:
+            continue
+        broken = []
+        for entry in section.get('broken') if isinstance(section.get('broken'), list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get('url'), str):
+                continue
+            found_on = [p for p in entry.get('found_on') or [] if isinstance(p, str)] \
+                if isinstance(entry.get('found_on'), list) else []
+            status = _count(entry.get('status'))
+            error = str(entry.get('error') or '')
+            broken.append(dict(url=entry['url'], kinds=_names(entry.get('kinds')),
+                               problem=error or ('HTTP %d' % status if status is not None else ''),
+                               status=status, found_on=found_on[:5], more=max(0, len(found_on) - 5)))
+        count = _count(section.get('broken_count'))
+        panels.append(dict(target=target['name'], start_urls=_names(section.get('start_urls'), 3),
+                           pages_crawled=_count(section.get('pages_crawled')),
+                           links_checked=_count(section.get('links_checked')),
+                           broken_count=count if count is not None else len(broken), broken=broken,
+                           not_listed=max(0, (count or 0) - len(broken))))
+    return panels
+
+
+# npm's severities, worst first, and the status whose colour each gets on the page.
+DEPENDENCY_SEVERITIES = {'critical': C.CRITICAL, 'high': C.CRITICAL, 'moderate': C.WARNING, 'low': C.INFO, 'info': C.INFO}
+
+
+def dependency_panels(targets):
+    """The "Dependencies" panel: per target with a ``dependencies`` section (dependency_audit_info), the checkout,
+    npm's counts per severity, the vulnerable packages (name, severity, fix available, semver-major fix) and how many
+    npm packages are a major version or more behind."""
+    panels = []
+    for target in targets:
+        section = _dict(target.get('dependencies'))
+        if not section:
+            continue
+        packages = []
+        for entry in section.get('vulnerable') if isinstance(section.get('vulnerable'), list) else []:
+            if not isinstance(entry, dict) or entry.get('name') in (None, ''):
+                continue
+            severity = str(entry.get('severity') or '')
+            advisories = [str(a) for a in entry.get('advisories') or [] if isinstance(a, (str, int))] \
+                if isinstance(entry.get('advisories'), list) else []
+            packages.append(dict(ecosystem=str(entry.get('ecosystem') or ''), name=str(entry['name']),
+                                 severity=severity, status=DEPENDENCY_SEVERITIES.get(severity, C.UNKNOWN),
+                                 fix_available=entry.get('fix_available') if isinstance(entry.get('fix_available'), bool) else None,
+                                 semver_major=entry.get('fix_semver_major') is True,
+                                 direct=entry.get('direct') is True, advisories=advisories[:3]))
+        npm = _dict(section.get('npm'))
+        counts = _dict(npm.get('counts'))
+        python = _dict(section.get('python'))
+        total = _count(section.get('vulnerable_total'))
+        panels.append(dict(target=target['name'], path=str(section.get('path') or ''),
+                           counts=[(name, status, _count(counts.get(name)) or 0) for name, status in
+                                   DEPENDENCY_SEVERITIES.items()] if counts else [],
+                           packages=packages, vulnerable_total=total if total is not None else len(packages),
+                           not_listed=max(0, (total or 0) - len(packages)),
+                           outdated=_count(npm.get('outdated')), outdated_major=_count(section.get('outdated_major')),
+                           # no counts: the audit did not answer (its dependency_audit finding says why)
+                           audited=bool(counts) or bool(_dict(python.get('counts')))))
+    return panels
+
+
 def view(report, charts):
     """What each section of the dashboard shows, from the report dict and ``charts`` (title -> SVG text)."""
     targets = report['targets']
@@ -313,6 +433,9 @@ def view(report, charts):
         'problems': problems,
         'backups': backup_rows(targets),
         'log_reviews': log_review_rows(targets),
+        'web_pages': web_page_rows(targets),
+        'web_links': web_link_panels(targets),
+        'dependencies': dependency_panels(targets),
         'kpi_labels': KPI_LABELS,
         'kpi_rows': [(t['name'], [t['kpis'].get(label) for label in KPI_LABELS]) for t in targets],
         'kpi_stale': any(item.get('stale') for t in targets for item in t['kpis'].values()),

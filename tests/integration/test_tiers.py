@@ -195,4 +195,4 @@ def test_every_tier_shows_the_key_figures_and_only_the_roles_that_ran(tmp_path, 
     page = (tmp_path / 'reports' / 'latest.html').read_text()
     kpi_section = page.split('<section id="kpis">')[1].split('</section>')[0]
     assert kpi_section.count(' min ago') >= 4 and 'not measured in this run' in kpi_section
-    assert 'This monthly run: roles db_optimize, report' in page and 'backup_verify' not in page.split('This monthly run')[1]
+    assert 'This monthly run: roles db_optimize, app_review, report' in page and 'backup_verify' not in page.split('This monthly run')[1]

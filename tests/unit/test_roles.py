@@ -35,7 +35,7 @@ def load(*parts):
 
 
 def test_the_roles_the_design_names():
-    assert ROLES == ['backup', 'backup_verify', 'db_optimize', 'dr_test', 'health_check', 'log_review',
+    assert ROLES == ['app_review', 'backup', 'backup_verify', 'db_optimize', 'dr_test', 'health_check', 'log_review',
                      'performance_review', 'pitr_backup', 'pitr_setup', 'report', 'security_audit']
 
 
@@ -149,6 +149,11 @@ def test_the_connection_variables_are_documented_once():
             assert '`%s`' % variable not in text, '%s lists %s again' % (role, variable)
 
 
+# Scenarios without a database state the port of what they start instead: app_review's local application site
+# (demo/appsite.py), started in its prepare and stopped in its cleanup.
+SITE_SCENARIOS = {'app_review': 'appsite_port'}
+
+
 def test_molecule_scenarios_state_only_what_differs():
     base = load('.config', 'molecule', 'config.yml')
     scenarios = sorted(name for name in os.listdir(os.path.join(REPO_ROOT, 'molecule'))
@@ -158,9 +163,16 @@ def test_molecule_scenarios_state_only_what_differs():
     for name in scenarios:
         scenario = load('molecule', name, 'molecule.yml')
         host = scenario['provisioner']['inventory']['host_vars']['instance']
-        assert list(host) == ['appcare_db_port'] and set(scenario) <= {'ansible', 'provisioner', 'scenario'}, name
-        ports[host['appcare_db_port']] = name
-        if 'ansible' in scenario:
+        port = SITE_SCENARIOS.get(name, 'appcare_db_port')
+        assert list(host) == [port] and set(scenario) <= {'ansible', 'provisioner', 'scenario'}, name
+        ports[host[port]] = name
+        if name in SITE_SCENARIOS:
+            # its own prepare and cleanup (the site, no server), and the role runs no database module
+            assert scenario['ansible'] == {'playbooks': {'prepare': 'prepare.yml', 'cleanup': 'cleanup.yml'}}, name
+            assert not any(database_modules(name, f) for f in os.listdir(os.path.join(REPO_ROOT, 'roles', name, 'tasks')))
+            for playbook in ('prepare.yml', 'cleanup.yml'):
+                assert os.path.isfile(os.path.join(REPO_ROOT, 'molecule', name, playbook)), name
+        elif 'ansible' in scenario:
             assert scenario['ansible'] == {'playbooks': {'prepare': 'prepare.yml'}}, name
             assert os.path.isfile(os.path.join(REPO_ROOT, 'molecule', name, 'prepare.yml')), name
         sequence = (scenario.get('scenario') or base['scenario'])['test_sequence']
@@ -170,6 +182,6 @@ def test_molecule_scenarios_state_only_what_differs():
             assert 'check' not in sequence
         else:
             assert sequence.index('check') < sequence.index('converge'), name
-        if name in ('health_check', 'db_optimize', 'log_review', 'pitr_setup', 'report'):
+        if name in ('app_review', 'health_check', 'db_optimize', 'log_review', 'pitr_setup', 'report'):
             assert sequence.index('converge') < sequence.index('idempotence') < sequence.index('verify'), name
     assert len(ports) == len(scenarios), 'two scenarios share a port'

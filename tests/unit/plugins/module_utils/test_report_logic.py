@@ -523,3 +523,104 @@ def test_top_errors_are_absent_without_a_log_review_and_skip_other_shapes():
     assert [(e['pattern'], e['count']) for e in panels[0]['errors']] == [('p', None)]
     assert panels[0]['events'] == [] and panels[0]['missing'] == [] and panels[0]['severities'][2] == ('ERROR', 'warning', 0)
     assert '<section id="errors">' in D.render_html(odd, {})
+
+
+# -- the web application (web_page_info's web_pages, web_links_info's web_links, dependency_audit_info's dependencies) --
+WEB_PAGES = {'finished_at': '2026-11-23T01:00:00+00:00', 'pages': [
+    {'url': 'https://shop.example.org/', 'name': 'home', 'lcp_ms': 2500.0, 'cls': 0.02, 'tbt_ms': 250.0, 'ttfb_ms': 1900.0,
+     'load_ms': 3400.5, 'transfer_bytes': 1843210, 'requests': 41, 'status': 'critical'},
+    {'url': 'https://shop.example.org/<cart>', 'name': 'https://shop.example.org/<cart>', 'lcp_ms': 4100.0, 'cls': 0.3,
+     'tbt_ms': None, 'ttfb_ms': 80.0, 'load_ms': 1200.0, 'transfer_bytes': 2048, 'requests': 7, 'status': 'warning'},
+    'not a page', {'name': 'no url'}]}
+WEB_LINKS = {'finished_at': '2026-11-23T01:00:00+00:00', 'start_urls': ['https://shop.example.org/'], 'pages_crawled': 8,
+             'links_checked': 24, 'broken_count': 3, 'broken': [
+                 {'url': 'https://shop.example.org/history.html', 'kinds': ['a'], 'status': 404, 'error': 'HTTP 404',
+                  'found_on': ['https://shop.example.org/p%d' % n for n in range(7)]},
+                 {'url': 'https://cdn.example.org/<x>.js', 'kinds': ['script'], 'status': None, 'error': 'refused',
+                  'found_on': ['https://shop.example.org/']},
+                 {'kinds': ['img']}]}
+DEPENDENCIES = {'finished_at': '2026-11-23T01:00:00+00:00', 'path': '/srv/ims/current',
+                'npm': {'counts': {'critical': 1, 'high': 1, 'moderate': 0, 'low': 0, 'info': 0, 'total': 2},
+                        'fixable': 2, 'dependencies': 5, 'outdated': 2},
+                'python': None, 'vulnerable_total': 3, 'outdated_major': 1, 'vulnerable': [
+                    {'ecosystem': 'npm', 'name': 'minimist', 'severity': 'critical', 'direct': False, 'fix_available': True,
+                     'fix_semver_major': False, 'advisories': ['Prototype Pollution in minimist']},
+                    {'ecosystem': 'npm', 'name': 'optimist<1>', 'severity': 'moderate', 'direct': True,
+                     'fix_available': True, 'fix_semver_major': True, 'advisories': []},
+                    'broken', {'severity': 'high'}]}
+
+
+def section_of(page, name):
+    return page.split('<section id="%s">' % name)[1].split('</section>')[0]
+
+
+def test_page_timings_rate_each_figure_by_googles_limits():
+    report = RP.build(run({'shop': {'checks': [], 'web_pages': WEB_PAGES}, 'db': {'checks': []}}), NOW)
+    rows = D.web_page_rows(report['targets'])
+    assert [(r['target'], r['name']) for r in rows] == [('shop', 'home'), ('shop', 'https://shop.example.org/<cart>')]
+    home, cart = [dict((c['label'], (c['text'], c['rating'])) for c in r['cells']) for r in rows]
+    # a figure at Google's limit is still Good; TTFB above 1.8 s is Poor; the load event has the guides' 3 s only
+    assert home == {'LCP': ('2500 ms', 'Good'), 'CLS': ('0.02', 'Good'), 'TBT': ('250 ms', 'Needs improvement'),
+                    'TTFB': ('1900 ms', 'Poor'), 'load': ('3400 ms', 'Needs improvement')}
+    assert cart == {'LCP': ('4100 ms', 'Poor'), 'CLS': ('0.3', 'Poor'), 'TBT': ('', ''), 'TTFB': ('80 ms', 'Good'),
+                    'load': ('1200 ms', 'Good')}
+    assert rows[0]['bytes'] == '1.8 MB' and rows[0]['requests'] == 41 and rows[0]['status'] == 'critical'
+    assert D.rating(0.1, 0.1, 0.25) == 'good' and D.rating(0.25, 0.1, 0.25) == 'needs_improvement'
+    assert D.rating(None, 1, 2) is None and D.rating(True, 1, 2) is None
+    section = section_of(D.render_html(report, {}), 'pages')
+    assert '<th>LCP</th><th>CLS</th><th>TBT</th><th>TTFB</th><th>load</th>' in section
+    assert '4100 ms <span class="rating" style="color:#c0392b">Poor</span>' in section
+    assert 'https://shop.example.org/&lt;cart&gt;' in section and '<cart>' not in section
+    assert '<td>db</td>' not in section
+
+
+def test_broken_links_list_each_target_with_the_pages_it_is_on():
+    report = RP.build(run({'shop': {'checks': [], 'web_links': WEB_LINKS}}), NOW)
+    panel, = D.web_link_panels(report['targets'])
+    assert (panel['pages_crawled'], panel['links_checked'], panel['broken_count']) == (8, 24, 3)
+    assert [(b['url'], b['kinds'], b['problem'], b['more']) for b in panel['broken']] == [
+        ('https://shop.example.org/history.html', 'a', 'HTTP 404', 2), ('https://cdn.example.org/<x>.js', 'script', 'refused', 0)]
+    assert len(panel['broken'][0]['found_on']) == 5 and panel['not_listed'] == 1
+    section = section_of(D.render_html(report, {}), 'links')
+    assert 'https://cdn.example.org/&lt;x&gt;.js' in section and '+2 more' in section
+    assert '8 page(s) crawled, 24 target(s) checked' in section and '1 more broken target(s) not listed' in section
+    quiet = RP.build(run({'shop': {'checks': [], 'web_links': dict(WEB_LINKS, broken=[], broken_count=0)}}), NOW)
+    assert 'No broken link, image, stylesheet or script.' in section_of(D.render_html(quiet, {}), 'links')
+
+
+def test_vulnerable_packages_with_their_fix_and_the_outdated_major_count():
+    report = RP.build(run({'shop': {'checks': [], 'dependencies': DEPENDENCIES}}), NOW)
+    panel, = D.dependency_panels(report['targets'])
+    assert [(p['name'], p['severity'], p['status'], p['fix_available'], p['semver_major']) for p in panel['packages']] == [
+        ('minimist', 'critical', 'critical', True, False), ('optimist<1>', 'moderate', 'warning', True, True)]
+    assert panel['counts'][:3] == [('critical', 'critical', 1), ('high', 'critical', 1), ('moderate', 'warning', 0)]
+    assert (panel['vulnerable_total'], panel['not_listed'], panel['outdated'], panel['outdated_major']) == (3, 1, 2, 1)
+    section = section_of(D.render_html(report, {}), 'dependencies')
+    assert 'optimist&lt;1&gt;' in section and 'Prototype Pollution in minimist' in section
+    assert '<b>1</b> a major version or more behind' in section and '3 vulnerable package(s)' in section
+    assert '1 more vulnerable package(s)' in section
+    # an audit that did not answer (no counts) is not shown as a clean one
+    unanswered = RP.build(run({'shop': {'checks': [], 'dependencies': dict(
+        DEPENDENCIES, npm={'counts': None, 'outdated': 0}, vulnerable=[], vulnerable_total=0)}}), NOW)
+    section = section_of(D.render_html(unanswered, {}), 'dependencies')
+    assert 'The audit did not answer' in section and 'No vulnerable package' not in section
+    assert 'vulnerable package(s)' not in section
+
+
+def test_web_sections_are_absent_without_them_and_skip_other_shapes():
+    report = RP.build(run({'db': {'checks': []}}), NOW)
+    page = D.render_html(report, {})
+    for name in ('pages', 'links', 'dependencies'):
+        assert '<section id="%s">' % name not in page
+    assert D.web_page_rows(report['targets']) == [] and D.web_link_panels(report['targets']) == []
+    assert D.dependency_panels(report['targets']) == []
+    odd = RP.build(run({'a': {'checks': [], 'web_pages': {'pages': 'none'}, 'web_links': ['x'], 'dependencies': 'y'},
+                        'b': {'checks': [], 'web_pages': ['x'], 'web_links': {'broken': 'x', 'broken_count': 'many'},
+                              'dependencies': {'vulnerable': {'x': 1}, 'npm': [], 'outdated_major': -1}}}), NOW)
+    assert D.web_page_rows(odd['targets']) == []
+    links, = D.web_link_panels(odd['targets'])
+    assert links['target'] == 'b' and links['broken'] == [] and links['broken_count'] == 0
+    deps, = D.dependency_panels(odd['targets'])
+    assert deps['packages'] == [] and deps['outdated_major'] is None and deps['audited'] is False
+    page = D.render_html(odd, {})
+    assert '<section id="pages">' not in page and '<section id="links">' in page and 'None' not in page
