@@ -22,7 +22,12 @@ description:
     key figure), C(deliveries) (C(channel), C(alerts), C(resolved), C(ok), C(error)), C(log_review) (the Top
     errors - C(severities), C(top_errors) with the C(new) ones marked, C(new_patterns), C(events),
     C(missing_settings), a Supabase project's C(failed_signins)), C(api_traffic) (C(requests), C(error_rate_percent),
-    C(latency_ms)) and C(chart) (the path of an SVG trend chart); C(forecast) and C(metrics) are kept in the JSON. A new module adds to the report by
+    C(latency_ms)), C(web_pages) (the Page timings - per page C(lcp_ms), C(cls), C(tbt_ms), C(ttfb_ms), C(load_ms),
+    C(transfer_bytes), C(requests), C(status)), C(web_links) (the Broken links - C(pages_crawled), C(links_checked),
+    C(broken_count), C(broken) with C(url), C(kinds), C(status), C(error), C(found_on)), C(dependencies) (the vulnerable
+    packages - C(vulnerable) with C(name), C(severity), C(fix_available), C(fix_semver_major), C(vulnerable_total),
+    C(npm.counts), C(npm.outdated), C(outdated_major)) and C(chart) (the path of an SVG trend chart); C(forecast) and
+    C(metrics) are kept in the JSON. A new module adds to the report by
     returning C(report) - the callback needs no change."
   - At the end of the run it writes C(<report_dir>/<tier>-<UTC timestamp>.json), C(latest.json), a self-contained
     HTML dashboard C(<tier>-<UTC timestamp>.html) and C(latest.html) (inline CSS and SVG, no external assets, opens
@@ -32,12 +37,15 @@ description:
     holds the lock, never a query), the advice (V(info) findings) apart from the folded V(ok) ones, backup status
     (newest backup, its age, size, verified or not), the top errors of the log review (per target the totals per
     severity, the top error patterns with the new ones marked, the log's events, the settings the log lacks, a
-    Supabase project's API traffic), key figures (latency, connections, cache hit, sizes), maintenance actions, alerts
+    Supabase project's API traffic), the web application's page timings (each figure rated Good, Needs improvement or
+    Poor by Google's limits), broken links with the pages they are on, vulnerable packages with their fixes and the
+    count of packages a major version behind, key figures (latency, connections, cache hit, sizes), maintenance actions, alerts
     sent, the schedule (the roles and tasks this tier ran - not those only skipped -, when each tier
     last ran and is next due, kept in C(<report_dir>/schedule.json)) and the trend charts
     M(appcare.maintenance.metrics_history) wrote.
-  - "Categories, as Supabase's advisors group findings: C(security) (pg_audit_info, tls_cert_info), C(performance)
-    (pg_inspect_info, pg_reindex, pg_vacuum, metrics_history), C(health) (pg_health_info, http_health_info),
+  - "Categories, as Supabase's advisors group findings: C(security) (pg_audit_info, tls_cert_info, dependency_audit_info),
+    C(performance) (pg_inspect_info, pg_reindex, pg_vacuum, metrics_history, web_page_info), C(health) (pg_health_info,
+    http_health_info, web_links_info),
     C(backups) (pg_backup, pg_backup_verify). A finding gets the category of the module that returned it, unless it
     has a C(category) key naming one of these; anything else is C(other)."
   - Key figures this run did not measure (the monthly tier runs no health check) show the newest known value with
@@ -87,6 +95,33 @@ options:
     ini:
       - section: appcare_maintenance_report
         key: fail_on
+  prometheus_textfile_dir:
+    description:
+      - Also write the report as Prometheus metrics to C(<dir>/appcare_<tier>.prom) (a temporary file in the same
+        directory, then a rename), for node_exporter's textfile collector (C(--collector.textfile.directory)). See
+        C(docs/prometheus.md) for the metrics. Relative paths are under the directory the run starts in.
+      - The play (or extra) variable C(appcare_prometheus_textfile_dir) overrides it. Unset, nothing is written.
+      - A directory that cannot be written is a warning, not a failed run.
+    type: path
+    version_added: 0.1.0
+    env:
+      - name: APPCARE_PROMETHEUS_TEXTFILE_DIR
+    ini:
+      - section: appcare_maintenance_report
+        key: prometheus_textfile_dir
+  pushgateway_url:
+    description:
+      - Also push the same metrics to this Prometheus Pushgateway (HTTP PUT to
+        C(<url>/metrics/job/appcare/tier/<tier>), which replaces that group; 10 seconds timeout).
+      - The play (or extra) variable C(appcare_pushgateway_url) overrides it. A failed push is a warning, not a
+        failed run.
+    type: str
+    version_added: 0.1.0
+    env:
+      - name: APPCARE_PUSHGATEWAY_URL
+    ini:
+      - section: appcare_maintenance_report
+        key: pushgateway_url
 '''
 
 import json
@@ -94,8 +129,10 @@ import os
 import sys
 
 from ansible.plugins.callback import CallbackBase
+from ansible.release import __version__ as ansible_version
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
+from ansible_collections.appcare.maintenance.plugins.module_utils import prometheus as PM
 from ansible_collections.appcare.maintenance.plugins.module_utils import report as RP
 from ansible_collections.appcare.maintenance.plugins.module_utils.clock import utcnow
 from ansible_collections.appcare.maintenance.plugins.module_utils.files import write_atomic
@@ -119,6 +156,7 @@ class CallbackModule(CallbackBase):
         self.tier = None
         self.report_dir = None
         self.fail_on = None
+        self.prometheus = {}  # prometheus_textfile_dir / pushgateway_url from play or extra variables
         self.playbook = None
         self.cwd = os.getcwd()
 
@@ -147,6 +185,10 @@ class CallbackModule(CallbackBase):
             value = self._render(play, source.get('appcare_report_fail_on'))
             if self.fail_on is None and value in RP.FAIL_ON:
                 self.fail_on = value
+            for option in PM.OPTIONS:
+                value = self._render(play, source.get('appcare_' + option))
+                if option not in self.prometheus and isinstance(value, str) and value:
+                    self.prometheus[option] = value
 
     @staticmethod
     def _render(play, value):
@@ -252,6 +294,9 @@ class CallbackModule(CallbackBase):
                 write_atomic(os.path.join(report_dir, name), text, mode=0o644)
         except OSError as exc:
             self._display.warning('maintenance_report: cannot write the report to %s: %s' % (report_dir, exc))
+        prometheus = dict((o, self.prometheus.get(o) or self.get_option(o)) for o in PM.OPTIONS)
+        for problem in PM.export(report, now, base_dir=self.cwd, ansible_version=ansible_version, **prometheus)[1]:
+            self._display.warning('maintenance_report: %s' % problem)
         written = None
         try:
             page = dashboard.render_html(report, charts)
