@@ -362,7 +362,8 @@ class Reader(object):
                 break  # a line still being written: read it next time
             at = offset
             offset += len(raw)
-            self.lines += 1
+            if end is None or at < end:
+                self.lines += 1  # a line at or after ``end`` is counted by the range that starts there
             if raw[:1] == b'\t':
                 if current is not None and last is not None:
                     text = raw[1:].rstrip(b'\r\n').decode('utf-8', 'replace')
@@ -373,7 +374,8 @@ class Reader(object):
                 self.end_offset = offset
                 continue
             mark = raw.find(b' LOG:  ', 0, 400)
-            if mark > 0 and not self.keep_all and raw.startswith(_LOG_ROUTINE, mark + 7):
+            if mark > 0 and not self.keep_all and raw.startswith(_LOG_ROUTINE, mark + 7) \
+                    and raw.find(b':  ', 0, mark) < 0:  # no level mark before it: it is the line's own level
                 entry, level = None, b'SKIP'   # the bulk of a busy log, rejected without the prefix regex
             else:
                 entry, level = self._stderr_head(raw)

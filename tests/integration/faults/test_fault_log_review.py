@@ -162,3 +162,13 @@ def test_fault_audit_as_monitor_wrote_permission_errors_into_the_log(spawn_serve
     result = run_module('pg_log_info', server.login_args('postgres'))
     assert not result.failed, result.get('msg')
     assert [row['example'] for row in result['top_errors'] if 'permission denied' in row['pattern']] == []
+
+
+def test_fault_error_quoting_a_routine_log_line_was_dropped(tmp_path):
+    """The fast path that skips routine LOG lines (durations, statements) looked for ' LOG:  duration:' anywhere in
+    the first 400 bytes, so an ERROR whose message quoted such text was dropped unread; pgBadger counted it."""
+    log = tmp_path / 'pg.log'
+    log.write_text(line('relation "x LOG:  duration: 5" does not exist') + line('division by zero'))
+    result = review(log)
+    assert result['severities']['ERROR'] == 2
+    assert sorted(row['pattern'] for row in result['top_errors']) == ['division by zero', 'relation "..." does not exist']
