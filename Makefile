@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 COLLECTION_LINK := collections/ansible_collections/appcare/maintenance
 DEMO_DIR ?= $(if $(TMPDIR),$(TMPDIR),/tmp)/appcare-demo-$(shell id -u)
 APPCARE_DEMO_PORT ?= 55432
+APPCARE_DEMO_SITE_PORT ?= 55433
 TIER ?= daily
-export APPCARE_DEMO_PORT
+export APPCARE_DEMO_PORT APPCARE_DEMO_SITE_PORT
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_LOCALHOST_WARNING := false
 
-.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench bench-smoke clean
+.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench bench-smoke clean ee
 
 all: test
 
@@ -25,11 +26,19 @@ $(STAMP): requirements.txt requirements-dev.txt | system-deps
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
+# Lighthouse (npm), the reference web_page_info's figures are cross-checked against; where npm is missing the
+# cross-check skips with its reason.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json | system-deps
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error && touch $@; \
+	  else echo "npm not found: the Lighthouse cross-check will skip"; fi
+
 $(COLLECTION_LINK):
 	mkdir -p $(dir $@)
 	ln -sfn ../../.. $@
 
-setup: system-deps $(STAMP) $(COLLECTION_LINK)
+setup: system-deps $(STAMP) $(NODE_STAMP) $(COLLECTION_LINK)
+	@scripts/awx-collection.sh
 
 # Every test: unit, integration against real PostgreSQL 18 (and 15 where apt could install it),
 # ruff, ansible-lint, ansible-test sanity, the collection build, and every benchmark's smoke run.
@@ -43,6 +52,8 @@ unit: setup
 PYTEST_WORKERS ?= 2
 integration: setup
 	APPCARE_REQUIRE_DEBIAN_PG=$$(command -v apt-get >/dev/null && echo 1 || echo 0) \
+	APPCARE_REQUIRE_LIGHTHOUSE=$$(command -v apt-get >/dev/null && echo 1 || echo 0) \
+	APPCARE_REQUIRE_PROMETHEUS=$$(command -v apt-get >/dev/null && echo 1 || echo 0) \
 	  $(BIN)/pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) tests/integration
 
 # One molecule scenario per role (molecule/<role>), each against its own real local PostgreSQL.
@@ -74,6 +85,7 @@ build: setup
 	rm -rf .build
 
 # The real daily run against an embedded PostgreSQL 18 with a sample application database.
+demo: DEMO_CHECKOUT = $${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}/app-checkout
 demo: setup
 	@$(BIN)/python tests/pgserver.py stop --dir $(DEMO_DIR) >/dev/null
 	@echo "starting PostgreSQL 18 on 127.0.0.1:$(APPCARE_DEMO_PORT) in $(DEMO_DIR)"
@@ -82,9 +94,21 @@ demo: setup
 	@# week's mistakes there: real errors, a deadlock, a lock wait, a temporary file, and each run's release one of its own.
 	@$(BIN)/python demo/load_sample.py --port $(APPCARE_DEMO_PORT) --keys-dir "$${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}/keys" \
 	  --server-dir $(DEMO_DIR) --errors --release-dir "$${APPCARE_DEMO_DATA:-$(CURDIR)/.demo}"
+	@# The sample application's web site (the weekly page timings, the monthly broken links), for the run only, and where
+	@# npm is installed its checkout for the dependency audit: a package.json and lock file pinned to packages with
+	@# published advisories (a copy - npm only reads them, against the registry it is configured with).
+	@if command -v npm >/dev/null; then mkdir -p "$(DEMO_CHECKOUT)" && \
+	  cp tests/fixtures/dependency_audit/npm-vulnerable/package.json tests/fixtures/dependency_audit/npm-vulnerable/package-lock.json "$(DEMO_CHECKOUT)/"; \
+	  else echo "(npm is not installed: no dependency audit in the demo - apt-get install npm)"; fi
+	@echo "starting the demo application site on 127.0.0.1:$(APPCARE_DEMO_SITE_PORT) (stopped after the run)"
 	@# broken-local is broken on purpose: its failed tasks make ansible-playbook exit 2; anything else is an error.
 	@echo "$(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml"
-	@APPCARE_DEMO_LOG_DIR=$(DEMO_DIR)/log $(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \
+	@$(BIN)/python demo/appsite.py --quiet --port $(APPCARE_DEMO_SITE_PORT) --root demo/site & site=$$!; \
+	  trap 'kill $$site 2>/dev/null' EXIT; \
+	  for _ in $$(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$(APPCARE_DEMO_SITE_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+	  kill -0 $$site 2>/dev/null || { echo "the demo application site did not start: is port $(APPCARE_DEMO_SITE_PORT) taken? (APPCARE_DEMO_SITE_PORT=...)"; exit 1; }; \
+	  APPCARE_DEMO_CHECKOUT=$$(command -v npm >/dev/null && echo "$(DEMO_CHECKOUT)") \
+	  APPCARE_DEMO_LOG_DIR=$(DEMO_DIR)/log $(BIN)/ansible-playbook -i inventories/local playbooks/$(TIER).yml; status=$$?; \
 	  if [ $$status -eq 2 ]; then echo "(exit 2: broken-local is broken on purpose - see its row in the report)"; \
 	  elif [ $$status -ne 0 ]; then exit $$status; fi
 	@echo
@@ -102,7 +126,7 @@ bench: setup
 
 # Every benchmark at its smallest (--smoke), one after another: the whole code path of each, stopping at the
 # first failure. It checks that the benchmarks still run, never a timing target (see benchmarks/README.md).
-BENCHMARKS := backup_throughput health_check http_probes inspect_scaling pitr_drill reindex_under_load verify_restore storage_backup
+BENCHMARKS := backup_throughput health_check http_probes inspect_scaling pitr_drill reindex_under_load verify_restore storage_backup log_review
 bench-smoke: setup
 	@for bench in $(BENCHMARKS); do \
 	  echo "== benchmarks/$$bench.py --smoke"; \
@@ -111,3 +135,24 @@ bench-smoke: setup
 
 clean:
 	rm -rf $(VENV) collections .build tests/output .pytest_cache .ruff_cache
+
+# The execution environment for AWX (execution-environment.yml): collection tarball, then ansible-builder with podman
+# or docker where one works. PG_MAJOR: the PostgreSQL client's major version (at least the newest server's).
+EE_IMAGE ?= appcare-maintenance-ee:latest
+PG_MAJOR ?= 18
+ee: setup
+	rm -rf .build/ee && mkdir -p .build/ee
+	$(BIN)/ansible-galaxy collection build --output-path .build/ee .
+	mv .build/ee/appcare-maintenance-*.tar.gz .build/ee/appcare-maintenance.tar.gz
+	@if podman info >/dev/null 2>&1; then runtime=podman; \
+	elif docker info >/dev/null 2>&1; then runtime=docker; \
+	else \
+	  $(BIN)/ansible-builder create --file execution-environment.yml --context .build/ee/context >/dev/null; \
+	  echo "make ee: no working podman or docker here (not installed, or its daemon is not running): no image built."; \
+	  echo "  The build context is in .build/ee/context; build it where a container runtime is, for example"; \
+	  echo "  podman build --build-arg PG_MAJOR=$(PG_MAJOR) -t $(EE_IMAGE) .build/ee/context"; \
+	  exit 1; \
+	fi; \
+	echo "make ee: building $(EE_IMAGE) with $$runtime (PostgreSQL client $(PG_MAJOR))"; \
+	$(BIN)/ansible-builder build --container-runtime $$runtime --file execution-environment.yml \
+	  --context .build/ee/context --tag $(EE_IMAGE) --build-arg PG_MAJOR=$(PG_MAJOR)

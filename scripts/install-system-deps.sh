@@ -28,6 +28,18 @@ command -v pgbackrest >/dev/null 2>&1 || need+=(pgbackrest)
 /usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || need+=(python3-apt)
 # benchmarks/storage_backup.py compares storage_backup with rclone copy of the same buckets.
 command -v rclone >/dev/null 2>&1 || need+=(rclone)
+# pg_log_info is cross-checked against pgBadger on the same logs (tests/integration/test_pg_log_pgbadger.py) and
+# benchmarked against it (benchmarks/log_review.py); its JSON output (-x json) needs Perl's JSON::XS.
+command -v pgbadger >/dev/null 2>&1 || need+=(pgbadger)
+perl -MJSON::XS -e 1 >/dev/null 2>&1 || need+=(libjson-xs-perl)
+# web_links_info is cross-checked against linkchecker on the same local site (and benchmarked against it).
+command -v linkchecker >/dev/null 2>&1 || need+=(linkchecker)
+# dependency_audit_info audits npm projects with the real npm; web_page_info is cross-checked against Lighthouse (npm).
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+# The Prometheus export: promtool checks the metrics and rules, node_exporter and a Pushgateway read them back.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-node-exporter >/dev/null 2>&1 || need+=(prometheus-node-exporter)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
