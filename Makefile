@@ -126,7 +126,7 @@ bench: setup
 
 # Every benchmark at its smallest (--smoke), one after another: the whole code path of each, stopping at the
 # first failure. It checks that the benchmarks still run, never a timing target (see benchmarks/README.md).
-BENCHMARKS := backup_throughput health_check http_probes inspect_scaling pitr_drill reindex_under_load verify_restore storage_backup log_review
+BENCHMARKS := backup_throughput health_check http_probes inspect_scaling pitr_drill reindex_under_load verify_restore storage_backup log_review link_crawl
 bench-smoke: setup
 	@for bench in $(BENCHMARKS); do \
 	  echo "== benchmarks/$$bench.py --smoke"; \
