@@ -74,7 +74,7 @@ def write_site(root, pages):
     planted = set()
     files = {'index.html': page('Home', '<img src="/img/logo.png" alt="">\n' + '\n'.join(
         '<a href="/sec%03d.html">Section %d</a>' % (s, s) for s in range(sections)))}
-    per_section = [[] for _ in range(sections)]
+    per_section = [[] for unused in range(sections)]
     for number in range(leaves):
         per_section[number % sections].append(number)
     for section, numbers in enumerate(per_section):

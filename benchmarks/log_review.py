@@ -141,7 +141,7 @@ def write_log(path, size_mb, seed=7, end=None):
     seconds = 6 * 24 * 3600
     step = seconds / max(1.0, limit / 160.0)
     clock = (end - datetime.timedelta(seconds=seconds)).timestamp()
-    counts = dict.fromkeys(SEVERITIES, 0)
+    counts = {severity: 0 for severity in SEVERITIES}
     counts.update(temp_files=0, lock_waits=0, lines=0)
     written, cached_second, cached_text = 0, None, ''
     out = []

@@ -244,7 +244,7 @@ def start(port=0, root=DEFAULT_ROOT, host='127.0.0.1', verbose=False, certfile=N
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--port', type=int, default=8080)
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--root', default=DEFAULT_ROOT)

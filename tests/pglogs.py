@@ -161,7 +161,7 @@ def _in_thread(target):
     def run():
         try:
             target()
-        except BaseException as exc:  # pylint: disable=broad-except - handed to the caller
+        except BaseException as exc:  # pylint: disable=broad-except  # handed to the caller
             outcome['error'] = exc
 
     thread = threading.Thread(target=run)

@@ -729,7 +729,7 @@ def audit(params, thresholds):
     if not os.path.isdir(path):
         raise ProjectError('path %s is not a directory (give the application\'s checkout)' % path)
     ecosystems = chosen_ecosystems(params)
-    npm = pip_audit = lock = None
+    npm = pip_audit = lock = lock_path = None
     runs = []
     if 'npm' in ecosystems:
         npm = find_executable(params.get('npm_executable') or 'npm', 'npm', NPM_INSTALL_HINT)

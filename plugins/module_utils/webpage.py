@@ -415,10 +415,11 @@ class Browser(object):
         if code is None:
             return 'the browser closed the DevTools pipe'
         if code < 0:
+            signum = abs(code)
             try:
-                return 'the browser was killed by signal %d (%s)' % (-code, signal.Signals(-code).name)
+                return 'the browser was killed by signal %d (%s)' % (signum, signal.Signals(signum).name)
             except ValueError:
-                return 'the browser was killed by signal %d' % -code
+                return 'the browser was killed by signal %d' % signum
         return 'the browser exited with status %d' % code
 
     def _lost(self):
@@ -446,7 +447,7 @@ class Browser(object):
         browser is noticed even if a child process still holds the pipe)."""
         if self.gone:
             raise BrowserGone(self.gone)
-        ready, _, _ = select.select([self.rfd], [], [], max(0.0, min(timeout, 0.25)))
+        ready, unused_write, unused_error = select.select([self.rfd], [], [], max(0.0, min(timeout, 0.25)))
         if not ready:
             if self.proc.poll() is not None:
                 self._lost()
@@ -845,7 +846,12 @@ def measure(pages, runs=3, cache='both', timeout=30.0, viewport=None, browser_pa
     browser = Browser(path, viewport, not validate_certs, end).start()
     version = browser.version
     # The last resort: whatever blocks, the browser is killed shortly after the deadline, and its pipe ends.
-    watchdog = threading.Timer(max(0.0, end - time.monotonic()) + CLOSE_TIMEOUT_S, lambda: browser.kill())
+    # ``browser`` is looked up when the timer fires, so a relaunched browser is the one killed.
+
+    def kill_current_browser():
+        browser.kill()
+
+    watchdog = threading.Timer(max(0.0, end - time.monotonic()) + CLOSE_TIMEOUT_S, kill_current_browser)
     watchdog.daemon = True
     watchdog.start()
     results, relaunches = [], 0

@@ -97,7 +97,7 @@ options:
   check_external:
     description:
       - Also check targets on other sites (HEAD, then GET when HEAD is refused or fails). They are never crawled.
-        When false they are counted in RV(skipped.external) and not requested.
+        When false they are counted in RV(not_requested.external) and not requested.
     type: bool
     default: false
   soft_404_pattern:
@@ -215,10 +215,10 @@ broken:
   type: list
   elements: dict
   contains:
-    url: {description: The target, absolute., type: str}
+    url: {description: "The target, absolute.", type: str}
     kinds: {description: "Elements that refer to it: C(start), C(a), C(img), C(srcset), C(link), C(script).", type: list, elements: str}
-    status: {description: The last HTTP status, or null when no answer came., type: int}
-    error: {description: What is wrong (C(HTTP 404), the connection or TLS error, the redirect loop ...)., type: str}
+    status: {description: "The last HTTP status, or null when no answer came.", type: int}
+    error: {description: "What is wrong (C(HTTP 404), the connection or TLS error, the redirect loop ...).", type: str}
     error_kind: {description: "C(http_status), C(dns), C(refused), C(timeout), C(tls), C(reset), C(http), C(connect), C(redirect) or C(soft_404).", type: str}
     soft_404: {description: Whether it is a 2xx page matching O(soft_404_pattern)., type: bool}
     found_on: {description: Pages that contain it (at most 10)., type: list, elements: str}
@@ -246,7 +246,7 @@ redirects:
   contains:
     url: {description: The target as linked., type: str}
     hops: {description: Redirects followed., type: int}
-    chain: {description: The URL of each hop, the last one the final URL., type: list, elements: str}
+    chain: {description: "The URL of each hop, the last one the final URL.", type: list, elements: str}
     statuses: {description: The status of each redirect., type: list, elements: int}
     final_status: {description: The status of the final URL (null when the chain broke)., type: int}
     loop: {description: Whether the chain came back to a URL it had passed., type: bool}
@@ -260,6 +260,10 @@ not_requested:
   returned: always
   type: dict
   sample: {robots: 1, excluded: 0, external: 3}
+  contains:
+    robots: {description: Targets disallowed by robots.txt., type: int}
+    excluded: {description: Targets matching O(exclude)., type: int}
+    external: {description: Targets on other sites (O(check_external=false))., type: int}
 not_checked:
   description: Targets found but not checked because the time budget ran out.
   returned: always

@@ -352,8 +352,8 @@ def test_the_other_templates_launch(config, tmp_path, name):
         if credential['credential_type'] in types:
             inputs = {k: 'example' for k in credential['inputs']}
             extravars.update(inject(types[credential['credential_type']], inputs, tmp_path))
-    runner, _ = launch(template, one_host_inventory(tmp_path, 'postgres'), tmp_path, extravars,
-                       cmdline='--syntax-check')
+    runner, unused = launch(template, one_host_inventory(tmp_path, 'postgres'), tmp_path, extravars,
+                            cmdline='--syntax-check')
     stdout = runner.stdout.read()
     assert runner.status == 'successful' and runner.rc == 0, stdout[-3000:]
     assert 'playbook: %s' % template['playbook'] in stdout

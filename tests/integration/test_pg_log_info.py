@@ -94,11 +94,11 @@ def logged(spawn_server):
     server.execute('CREATE TABLE u (id int PRIMARY KEY); INSERT INTO u VALUES (1);'
                    'CREATE TABLE dl (id int PRIMARY KEY, v int); INSERT INTO dl VALUES (1, 0), (2, 0)', dbname)
     conn = server.connect(dbname, autocommit=True)
-    for _ in range(3):
+    for _attempt in range(3):
         fail(conn, 'SELECT 1/0')
     for name in ('missing_a', 'missing_b'):
         fail(conn, 'SELECT * FROM %s' % name)
-    for _ in range(2):
+    for _attempt in range(2):
         fail(conn, 'INSERT INTO u VALUES (1)')
     with conn.cursor() as cur:
         cur.execute("SET work_mem = '64kB'; SELECT count(*) FROM (SELECT g FROM generate_series(1, 100000) g "

@@ -213,7 +213,7 @@ def test_rate_limited_requests_per_address(api, tls):
     for index in range(15):
         api.logs['auth_logs'].append(auth_log(6 + index / 30.0, 429, '/otp', '2001:db8::17',
                                               error='429: over_request_rate_limit'))
-    for _ in range(3):
+    for _attempt in range(3):
         api.logs['auth_logs'].append(auth_log(9, 429, '/token', '192.0.2.5', error='429: Too Many Requests'))
     result = run(api, tls, sources=['auth'])
     limited = findings(result, 'auth_rate_limited')
@@ -309,7 +309,7 @@ def test_bad_options_are_refused_before_any_request(api, tls, extra, message):
 
 
 def test_severity_changes_a_fired_finding(api, tls):
-    for _ in range(12):
+    for _attempt in range(12):
         api.logs['auth_logs'].append(auth_log(3, 400, '/token', '203.0.113.8'))
     result = run(api, tls, sources=['auth'], severity={'auth_failed_signins': 'critical'})
     found = result.check('auth_failed_signins')

@@ -71,8 +71,8 @@ def test_untrusted_certificate_and_validate_certs_false(tmp_path):
     ca = CertificateAuthority(str(tmp_path))
     with LocalServer({'/': Route(200, '<!doctype html><h1>Self-signed</h1>', headers=HTML)},
                      *ca.issue('self', self_signed=True)) as server:
-        refused, _ = measure([{'name': 'tls', 'url': server.url + '/'}])
-        accepted, _ = measure([{'name': 'tls', 'url': server.url + '/'}], validate_certs=False)
+        refused, unused = measure([{'name': 'tls', 'url': server.url + '/'}])
+        accepted, unused = measure([{'name': 'tls', 'url': server.url + '/'}], validate_certs=False)
     check = findings(refused, 'tls')['page_availability']
     assert check['status'] == 'critical' and 'net::ERR_CERT_AUTHORITY_INVALID' in check['message'], check
     assert findings(accepted, 'tls')['page_availability']['status'] == 'ok'

@@ -287,8 +287,8 @@ def test_pip_audit_failures_are_named():
 
 
 # -- findings ------------------------------------------------------------------------------------------------------
-def findings_for_npm(audit, outdated, thresholds=THRESHOLDS, errors=None):
-    findings = C.Findings(thresholds)
+def findings_for_npm(audit, outdated, thresholds=None, errors=None):
+    findings = C.Findings(THRESHOLDS if thresholds is None else thresholds)
     D.npm_findings(findings, '/srv/app', audit, outdated, errors or {})
     return dict(((f['name'], f['object']), f) for f in findings)
 

@@ -262,12 +262,10 @@ def _exprs(node):
             if key == 'expr' and isinstance(value, str):
                 yield value
             else:
-                for found in _exprs(value):
-                    yield found
+                yield from _exprs(value)
     elif isinstance(node, list):
         for item in node:
-            for found in _exprs(item):
-                yield found
+            yield from _exprs(item)
 
 
 def test_the_dashboard_uses_only_our_metrics_and_has_what_grafana_needs():

@@ -38,7 +38,7 @@ def test_window_slices_cover_the_window_on_whole_minutes(hours, expected):
     assert [round((end - start).total_seconds() / 3600.0, 4) for start, end in slices] == expected
     assert slices[-1][1] == NOW.replace(second=0, microsecond=0)
     assert slices[0][0] == slices[-1][1] - datetime.timedelta(hours=hours)
-    for (_, before), (after, _) in zip(slices, slices[1:], strict=False):
+    for (_start, before), (after, _end) in zip(slices, slices[1:], strict=False):
         assert before == after
     assert all(s.second == 0 and s.microsecond == 0 for pair in slices for s in pair)
     assert all(end - start <= S.MAX_LOGS_WINDOW for start, end in slices)
@@ -68,7 +68,7 @@ def test_percentile_nearest_rank(values, percent, expected):
 
 def test_histogram_percentiles_are_upper_bounds_within_five_percent():
     generator = random.Random(7)
-    values = [generator.lognormvariate(4, 1.2) for _ in range(5000)] + [0.2, 0.9, 60000.0]
+    values = [generator.lognormvariate(4, 1.2) for unused in range(5000)] + [0.2, 0.9, 60000.0]
     buckets = {}
     for value in values:
         bucket = L.latency_bucket(value)

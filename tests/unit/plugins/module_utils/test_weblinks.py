@@ -120,19 +120,22 @@ def test_rate_limiter_spaces_starts_per_host():
     lock = threading.Lock()
 
     def worker():
-        for _ in range(3):
+        for _attempt in range(3):
             limiter.wait('a', time.monotonic() + 10, stop)
             with lock:
                 starts.append(time.monotonic())
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for unused in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     starts.sort()
     assert len(starts) == 12
-    assert all(b - a >= 0.045 for a, b in zip(starts, starts[1:], strict=False))
+    # 20 a second: turns 50 ms apart. A thread records its start only when it runs again, which on a busy machine can
+    # be late and so shrink one gap; six turns (ideally 300 ms) never fit in 200 ms, and the whole run takes its time.
+    assert all(starts[i + 6] - starts[i] >= 0.2 for i in range(len(starts) - 6)), starts
+    assert starts[-1] - starts[0] >= 0.4, starts
     limiter.wait('b', time.monotonic() + 10, stop)  # another host does not wait for 'a'
 
 

@@ -215,8 +215,8 @@ def _statuses(result):
 
 
 def test_good_page_is_quiet_and_judged_on_cold_medians():
-    runs = [_run('cold', 1, **dict(GOOD, lcp_ms=5000.0)), _run('cold', 2, **GOOD), _run('cold', 3, **GOOD),
-            _run('warm', 1, **dict(GOOD, lcp_ms=9000.0)), _run('warm', 2, **dict(GOOD, lcp_ms=9000.0))]
+    runs = [_run('cold', 1, **{**GOOD, 'lcp_ms': 5000.0}), _run('cold', 2, **GOOD), _run('cold', 3, **GOOD),
+            _run('warm', 1, **{**GOOD, 'lcp_ms': 9000.0}), _run('warm', 2, **{**GOOD, 'lcp_ms': 9000.0})]
     result = W.page_result({'url': 'https://a/', 'name': 'a'}, runs, 3, 'both')
     assert result['judged'] == 'cold' and result['lcp_ms'] == 300.0 and result['warm']['lcp_ms'] == 9000.0
     statuses = _statuses(result)
@@ -265,7 +265,7 @@ def test_unloadable_page_is_one_critical_availability_finding():
 
 
 def test_timed_out_page_is_critical_with_what_was_still_loading_and_load_unknown():
-    record = dict(_run(**dict(GOOD, load_ms=None)), timed_out=True, error='no load event within 30 s',
+    record = dict(_run(**{**GOOD, 'load_ms': None}), timed_out=True, error='no load event within 30 s',
                   pending=['https://a/never.png'])
     result = W.page_result({'url': 'https://a/', 'name': 'a'}, [record], 3, 'both')
     found = dict((c['name'], c) for c in W.findings_for(result, THRESHOLDS))
