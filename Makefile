@@ -13,7 +13,7 @@ export APPCARE_DEMO_PORT APPCARE_DEMO_SITE_PORT
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_LOCALHOST_WARNING := false
 
-.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench bench-smoke clean ee
+.PHONY: all setup system-deps test unit integration molecule lint sanity demo demo-stop build bench bench-smoke clean ee matrix
 
 all: test
 
@@ -134,7 +134,7 @@ bench-smoke: setup
 	done
 
 clean:
-	rm -rf $(VENV) collections .build tests/output .pytest_cache .ruff_cache
+	rm -rf $(VENV) collections .build .matrix tests/output .pytest_cache .ruff_cache
 
 # The execution environment for AWX (execution-environment.yml): collection tarball, then ansible-builder with podman
 # or docker where one works. PG_MAJOR: the PostgreSQL client's major version (at least the newest server's).
@@ -156,3 +156,8 @@ ee: setup
 	echo "make ee: building $(EE_IMAGE) with $$runtime (PostgreSQL client $(PG_MAJOR))"; \
 	$(BIN)/ansible-builder build --container-runtime $$runtime --file execution-environment.yml \
 	  --context .build/ee/context --tag $(EE_IMAGE) --build-arg PG_MAJOR=$(PG_MAJOR)
+
+# Sanity, the unit tests and one tier against PostgreSQL 18 on every other ansible-core version requirements-dev.txt
+# allows (2.16-2.18; .venv's 2.19 is make test's), each in its own venv under .matrix/<version> (scripts/matrix.sh).
+matrix: system-deps $(COLLECTION_LINK)
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/matrix.sh

@@ -48,6 +48,8 @@ try:
     STREAM_ERRORS = (OSError, urllib3.exceptions.HTTPError)
 except ImportError:  # pragma: no cover - urllib3 comes with botocore
     STREAM_ERRORS = (OSError,)
+# What a transfer is retried on (one tuple: older pylint misreads a tuple sum in an except clause).
+RETRY_ERRORS = ((botocore.exceptions.BotoCoreError,) if botocore else ()) + STREAM_ERRORS
 
 CHUNK = 1024 * 1024
 # Listing pages (of up to 1000 objects) fetched ahead of the copy.
@@ -249,7 +251,7 @@ class Copier(object):
                 self._discard(temp)
                 raise RunStopped('%s, fetching %s' % (O.describe(exc, self.params, self.endpoint),
                                                       label(bucket, key))) from exc
-            except (botocore.exceptions.BotoCoreError,) + STREAM_ERRORS as exc:
+            except RETRY_ERRORS as exc:
                 self._discard(temp)
                 last = exc
             else:

@@ -59,7 +59,9 @@ def test_vulnerable_project_fires(registry, project):
     vulns = found[('dependency_vulnerabilities', 'npm=%s' % path)]
     assert vulns['status'] == 'critical' and vulns['severity_found'] == 'critical'
     npm = result['npm']
-    assert npm['report_version'] == 2 and npm['lock_file'] == 'package-lock.json' and npm['errors'] == {}
+    assert npm['report_version'] == 2 and npm['lock_file'] == 'package-lock.json'
+    # only npm outdated needs the public registry (through the front); the audit is the front's own
+    assert set(npm['errors']) <= ({'outdated'} if registry.upstream_errors else set()), npm['errors']
     assert npm['counts'] == {'critical': 3, 'high': 1, 'moderate': 0, 'low': 0, 'info': 0, 'total': 4}
     packages = dict((p['name'], p) for p in npm['vulnerabilities'])
     assert packages['mkdirp']['via'] == ['minimist'] and packages['mkdirp']['advisories']
@@ -70,6 +72,8 @@ def test_vulnerable_project_fires(registry, project):
     # npm asked the advisory endpoint once, with the locked packages
     assert ('POST', '/-/npm/v1/security/advisories/bulk') in registry.requests
     # npm outdated for real (package metadata from the public registry, through the front)
+    if registry.upstream_errors:
+        pytest.skip('the public npm registry did not answer npm outdated: %s' % registry.upstream_errors[0])
     outdated = dict((o['name'], o) for o in npm['outdated'])
     assert outdated['mkdirp']['current'] == '0.5.1' and outdated['mkdirp']['current_from'] == 'lock'
     assert outdated['mkdirp']['level'] == 'major' and outdated['mkdirp']['major_behind'] >= 3
@@ -113,6 +117,9 @@ def test_clean_project_stays_quiet(registry, project):
     assert result.rc == 0, result.raw
     found = checks_of(result)
     assert found[('dependency_vulnerabilities', 'npm=%s' % path)]['status'] == 'ok'
+    if registry.upstream_errors:
+        assert found[('dependency_audit', 'npm=%s' % path)]['status'] == 'unknown'  # named, never quiet
+        pytest.skip('the public npm registry did not answer npm outdated: %s' % registry.upstream_errors[0])
     assert found[('dependency_audit', 'npm=%s' % path)]['status'] == 'ok'
     # ms ^2.1.3 is current; npm lists it anyway when node_modules is absent - it must not count as outdated
     assert result['npm']['outdated'] == [] or all(o['level'] for o in result['npm']['outdated'])
