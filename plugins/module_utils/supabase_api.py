@@ -44,6 +44,7 @@ import urllib.error
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urlencode, urlsplit
 
+from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
 
@@ -690,6 +691,24 @@ def validate_params(params):
         raise ConfigurationError('ca_cert is given but validate_certs is false; nothing would be verified')
     if params['ca_cert'] and not os.path.isfile(params['ca_cert']):
         raise ConfigurationError('ca_cert %s is not a file' % params['ca_cert'])
+
+
+def management_api_argument_spec(**extra):
+    """The options every Management API module takes (documented by the ``management_api`` doc fragment, the
+    project and token in each module), plus ``extra``."""
+    spec = dict(
+        project_ref=dict(type='str', required=True),
+        access_token=dict(type='str', no_log=True, fallback=(env_fallback, ['SUPABASE_ACCESS_TOKEN'])),
+        api_url=dict(type='str', default=DEFAULT_API_URL),
+        validate_certs=dict(type='bool', default=True),
+        ca_cert=dict(type='path'),
+        timeout=dict(type='float', default=30),
+        retries=dict(type='int', default=2),
+        max_retry_wait=dict(type='float', default=60),
+        fail_on_error=dict(type='bool', default=True),
+    )
+    spec.update(extra)
+    return spec
 
 
 def client_for(params, sleep=time.sleep):

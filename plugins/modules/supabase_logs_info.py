@@ -62,6 +62,7 @@ description:
 author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
+  - appcare.maintenance.management_api
   - appcare.maintenance.severity
 attributes:
   check_mode:
@@ -143,27 +144,6 @@ options:
         so one dict can serve both modules. An unknown name is refused.
     type: dict
     default: {}
-  validate_certs:
-    description: Verify the API's TLS certificate and host name.
-    type: bool
-    default: true
-  ca_cert:
-    description: A CA bundle (PEM) to verify the API's certificate with instead of the system's (a proxy's CA).
-    type: path
-  timeout:
-    description: Seconds to wait for each answer.
-    type: float
-    default: 30
-  retries:
-    description: Retries of a request that got a server error (5xx) or no answer (refused, reset, timed out).
-    type: int
-    default: 2
-  max_retry_wait:
-    description:
-      - Most seconds one request may wait between its attempts altogether - for rate limits (HTTP 429, its
-        C(Retry-After)) and retries. A rate limit that asks for a longer wait fails the request at once, saying so.
-    type: float
-    default: 60
   fail_on_error:
     description:
       - When V(true), a request that fails (no answer, an HTTP error, an answer with an C(error) or of another shape)
@@ -337,7 +317,7 @@ report:
                   latency_ms: {p50: 42.5, p95: 270.4, p99: 903.4}}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import supabase_api as S
@@ -347,10 +327,7 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            project_ref=dict(type='str', required=True),
-            access_token=dict(type='str', no_log=True, fallback=(env_fallback, ['SUPABASE_ACCESS_TOKEN'])),
-            api_url=dict(type='str', default=S.DEFAULT_API_URL),
+        argument_spec=S.management_api_argument_spec(
             sources=dict(type='list', elements='str', choices=list(L.PARTS), default=list(L.PARTS)),
             window_hours=dict(type='float', default=L.DEFAULT_HOURS),
             row_limit=dict(type='int', default=L.DEFAULT_ROW_LIMIT),
@@ -358,12 +335,6 @@ def main():
             min_requests=dict(type='int', default=L.DEFAULT_MIN_REQUESTS),
             state_file=dict(type='path'),
             thresholds=dict(type='dict', default={}),
-            validate_certs=dict(type='bool', default=True),
-            ca_cert=dict(type='path'),
-            timeout=dict(type='float', default=30),
-            retries=dict(type='int', default=2),
-            max_retry_wait=dict(type='float', default=60),
-            fail_on_error=dict(type='bool', default=True),
             **C.severity_spec()
         ),
         supports_check_mode=True,

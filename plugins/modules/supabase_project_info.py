@@ -47,6 +47,7 @@ description:
 author:
   - appcare maintainers (@appcare)
 extends_documentation_fragment:
+  - appcare.maintenance.management_api
   - appcare.maintenance.severity
 attributes:
   check_mode:
@@ -108,27 +109,6 @@ options:
       - C(supabase_pitr) is a warning when the recoverable window is shorter than this many days (for example 7 for
         a 7-day retention). Unset or V(0), the window is only reported.
     type: float
-  validate_certs:
-    description: Verify the API's TLS certificate and host name.
-    type: bool
-    default: true
-  ca_cert:
-    description: A CA bundle (PEM) to verify the API's certificate with instead of the system's (a proxy's CA).
-    type: path
-  timeout:
-    description: Seconds to wait for each answer.
-    type: float
-    default: 30
-  retries:
-    description: Retries of a request that got a server error (5xx) or no answer (refused, reset, timed out).
-    type: int
-    default: 2
-  max_retry_wait:
-    description:
-      - Most seconds one request may wait between its attempts altogether - for rate limits (HTTP 429, its
-        C(Retry-After)) and retries. A rate limit that asks for a longer wait fails the request at once, saying so.
-    type: float
-    default: 60
   fail_on_error:
     description:
       - When V(true), a request that fails (no answer, an HTTP error, a malformed answer) fails the task.
@@ -298,7 +278,7 @@ report:
                pitr_enabled: false, pitr_window_days: null, finished_at: "2026-11-23T02:00:07.000000Z"}
 '''
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.appcare.maintenance.plugins.module_utils import checks as C
 from ansible_collections.appcare.maintenance.plugins.module_utils import supabase_api as S
@@ -307,22 +287,13 @@ from ansible_collections.appcare.maintenance.plugins.module_utils.errors import 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            project_ref=dict(type='str', required=True),
-            access_token=dict(type='str', no_log=True, fallback=(env_fallback, ['SUPABASE_ACCESS_TOKEN'])),
-            api_url=dict(type='str', default=S.DEFAULT_API_URL),
+        argument_spec=S.management_api_argument_spec(
             services=dict(type='list', elements='str', choices=list(S.SERVICES), default=list(S.DEFAULT_SERVICES)),
             check_backups=dict(type='bool', default=True),
             rpo_hours=dict(type='float', default=26),
             backup_age_warning_hours=dict(type='float'),
             require_pitr=dict(type='bool', default=False),
             min_pitr_window_days=dict(type='float'),
-            validate_certs=dict(type='bool', default=True),
-            ca_cert=dict(type='path'),
-            timeout=dict(type='float', default=30),
-            retries=dict(type='int', default=2),
-            max_retry_wait=dict(type='float', default=60),
-            fail_on_error=dict(type='bool', default=True),
             **C.severity_spec()
         ),
         supports_check_mode=True,
